@@ -1,0 +1,50 @@
+# Everything a fresh machine needs: `make run` serves the API locally, `make test` checks it all.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PIP_QUIET := --quiet --disable-pip-version-check
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test lint typecheck unit integration e2e demo seed-aws phone-set clean
+
+$(STAMP): requirements-dev.txt layers/deps/requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import moto, PIL, aws_lambda_powertools, jwt, pytest" || (echo "dependency install failed" && exit 1)
+	@touch $(STAMP)
+
+## Start the whole system on the embedded emulator and serve the API (PORT, default 3000).
+run: $(STAMP)
+	$(PY) -m devstack
+
+## Lint, type-check and run every test suite (unit, integration on moto, end-to-end over HTTP).
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+integration: $(STAMP)
+	$(PY) -m pytest tests/integration
+
+e2e: $(STAMP)
+	$(PY) -m pytest tests/e2e
+
+## Seed the feature catalog of a deployed stack (table names from the stack outputs).
+seed-aws: $(STAMP)
+	$(PY) -m pixelbatch.seed --features-table "$(FEATURES_TABLE)" --pipelines-table "$(PIPELINES_TABLE)"
+
+## 12-megapixel phone-sized JPEGs made from the bundled photos (for demos and benchmarks).
+phone-set: $(STAMP)
+	$(PY) tests/fixtures/corpus/make_phone_set.py .cache/phone 50
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache .aws-sam

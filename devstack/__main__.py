@@ -1,0 +1,91 @@
+"""``python -m devstack``: the whole system on moto, served on http://127.0.0.1:$PORT.
+
+Environment: PORT (HTTP API, default 3000), MOTO_PORT (moto server, default 4566); 0 picks a
+free port and the ready line reports the real one. DEVSTACK_JWT_SECRET fixes the dev signing key,
+DEVSTACK_TEMPLATE points at another template. Logs go to stderr; stdout gets one ready line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from devstack.auth import DevTokens, dev_secret
+from devstack.gateway import Gateway, GatewayServer, dev_authorizer
+from devstack.handlers import REPO_TEMPLATE
+from devstack.stack import DEFAULT_MOTO_PORT, LocalStack, StackConfig, configure_logging
+from devstack.template import JwtAuthorizer, TemplateError
+
+log = logging.getLogger("devstack")
+
+READY_LINE = "PixelBatch local API ready at {url}"
+DEFAULT_PORT = 3000
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SystemExit(f"{name}={raw!r} is not a port number")
+    return int(raw)
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop
+
+
+def _tokens(stack: LocalStack) -> DevTokens:
+    authorizer = dev_authorizer(stack.template) or JwtAuthorizer(
+        "devstack", "devstack", ("devstack",), "$request.header.Authorization"
+    )
+    return DevTokens(dev_secret(), authorizer)
+
+
+def main() -> int:
+    configure_logging()
+    port, moto_port = _port("PORT", DEFAULT_PORT), _port("MOTO_PORT", DEFAULT_MOTO_PORT)
+    template_path = Path(os.environ.get("DEVSTACK_TEMPLATE") or REPO_TEMPLATE)
+    stop = _stop_event()
+    try:
+        stack = LocalStack(StackConfig(template_path=template_path, moto_port=moto_port)).start()
+    except (TemplateError, OSError) as exc:
+        log.error("the local stack did not start: %s", exc)
+        return 1
+    gateway = GatewayServer(
+        Gateway(stack.template, stack.registry, _tokens(stack), stack.reset_account), port=port
+    )
+    try:
+        gateway.start()
+        template = stack.template
+        log.info(
+            "moto on %s; %d tables, %d buckets, %d functions, %d routes, %d state machines; "
+            "started in %.2f s",
+            stack.endpoint_url, len(template.tables), len(template.buckets),
+            len(template.functions), len(template.routes), len(template.state_machines),
+            stack.startup_seconds,
+        )
+        print(READY_LINE.format(url=gateway.base_url), flush=True)
+        while not stop.wait(0.5):
+            pass
+        log.info("stopping")
+    finally:
+        gateway.stop()
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

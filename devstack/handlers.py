@@ -1,0 +1,210 @@
+"""Load the real Lambda handlers in process, and give them a Lambda-like context.
+
+Every function's handler file is called ``app.py``, so each one is imported from its path under
+a module name of its own. Loading is lazy (the first call happens after the environment is set,
+as a cold start would) and happens once per function, even with concurrent first calls.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from devstack.template import Function, Template, load_template
+
+__all__ = [
+    "HandlerLoadError",
+    "HandlerRegistry",
+    "LambdaContext",
+    "LambdaHandler",
+    "ensure_layers_importable",
+    "load_handler",
+    "make_context",
+    "runtime_json",
+]
+
+LambdaHandler = Callable[[Any, Any], Any]
+
+REPO_TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+
+
+class HandlerLoadError(RuntimeError):
+    """The handler could not be imported; ``error_type`` is what the Lambda runtime reports."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+@dataclass
+class LambdaContext:
+    """The attributes and method of the Python runtime's context object."""
+
+    function_name: str
+    function_version: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    aws_request_id: str
+    log_group_name: str
+    log_stream_name: str
+    deadline_monotonic: float = field(repr=False)
+    identity: Any = None
+    client_context: Any = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline_monotonic - time.monotonic()) * 1000))
+
+
+def _decimal(value: Any) -> Any:
+    # the Python runtime's marshaller accepts Decimal (DynamoDB numbers) at any depth
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def runtime_json(result: Any) -> str:
+    """Serialise a handler result the way the Lambda Python runtime does."""
+    return json.dumps(result, default=_decimal)
+
+
+def make_context(
+    function_name: str,
+    invoked_function_arn: str,
+    memory_size: int,
+    timeout_seconds: float,
+    version: str = "$LATEST",
+    request_id: str | None = None,
+) -> LambdaContext:
+    today = datetime.now(UTC).strftime("%Y/%m/%d")
+    return LambdaContext(
+        function_name=function_name,
+        function_version=version,
+        invoked_function_arn=invoked_function_arn,
+        memory_limit_in_mb=int(memory_size),
+        aws_request_id=request_id or str(uuid.uuid4()),
+        log_group_name=f"/aws/lambda/{function_name}",
+        log_stream_name=f"{today}/[{version}]{uuid.uuid4().hex}",
+        deadline_monotonic=time.monotonic() + float(timeout_seconds),
+    )
+
+
+def context_for(function: Function, request_id: str | None = None) -> LambdaContext:
+    return make_context(
+        function.name, function.arn, function.memory_size, function.timeout, request_id=request_id
+    )
+
+
+def ensure_layers_importable(template: Template) -> None:
+    """Put the template's own Python layers on sys.path, as Lambda does with /opt/python."""
+    for function in template.functions:
+        for path in function.layer_paths:
+            if str(path) not in sys.path and _has_python_code(path):
+                sys.path.append(str(path))
+
+
+def _has_python_code(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    return any(
+        entry.suffix == ".py" or (entry / "__init__.py").is_file() for entry in path.iterdir()
+    )
+
+
+class HandlerRegistry:
+    """Handlers of a template's functions, loaded on first use; overrides win over files."""
+
+    def __init__(
+        self, template: Template, overrides: Mapping[str, LambdaHandler] | None = None
+    ) -> None:
+        self.template = template
+        self._lock = threading.Lock()
+        self._loaded: dict[str, LambdaHandler] = {}
+        self._overrides: dict[str, LambdaHandler] = {}
+        for key, handler in (overrides or {}).items():
+            self.override(key, handler)
+
+    def function(self, key: str) -> Function:
+        return self.template.function(key)
+
+    def override(self, key: str, handler: LambdaHandler | None) -> None:
+        """Serve ``key`` with ``handler`` instead of its file (None removes the override)."""
+        logical_id = self.function(key).logical_id
+        with self._lock:
+            if handler is None:
+                self._overrides.pop(logical_id, None)
+            else:
+                self._overrides[logical_id] = handler
+
+    def get(self, key: str) -> LambdaHandler:
+        function = self.function(key)
+        with self._lock:  # one import per function even when first calls race
+            handler = self._overrides.get(function.logical_id)
+            if handler is None:
+                handler = self._loaded.get(function.logical_id)
+            if handler is None:
+                handler = _import_handler(function)
+                self._loaded[function.logical_id] = handler
+        return handler
+
+
+def _module_name(function: Function) -> str:
+    return f"_devstack_fn_{function.logical_id}"
+
+
+def _import_handler(function: Function) -> LambdaHandler:
+    path = function.handler_file
+    if not path.is_file():
+        raise HandlerLoadError(
+            "Runtime.ImportModuleError",
+            f"Unable to import module '{path.stem}': no file {path} ({function.logical_id})",
+        )
+    module = _exec_module(_module_name(function), path)
+    handler = getattr(module, function.handler_attribute, None)
+    if not callable(handler):
+        raise HandlerLoadError(
+            "Runtime.HandlerNotFound",
+            f"Handler '{function.handler_attribute}' missing on module '{path.stem}' ({path})",
+        )
+    return handler
+
+
+def _exec_module(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise HandlerLoadError("Runtime.ImportModuleError", f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pydantic look their module up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]  # like a failed init: the next call tries again
+        raise HandlerLoadError(
+            "Runtime.ImportModuleError", f"Unable to import module '{path.stem}': {exc!r}"
+        ) from exc
+    return module
+
+
+_default_registries: dict[Path, HandlerRegistry] = {}
+_default_lock = threading.Lock()
+
+
+def load_handler(key: str, template_path: Path | None = None) -> LambdaHandler:
+    """The handler of a function named by logical id or CodeUri, e.g. ``"functions/finalize"``."""
+    path = (template_path or REPO_TEMPLATE).resolve()
+    with _default_lock:
+        registry = _default_registries.get(path)
+        if registry is None:
+            registry = HandlerRegistry(load_template(path))
+            _default_registries[path] = registry
+    return registry.get(key)

@@ -1,0 +1,247 @@
+"""Run moto in server mode and build every resource of template.yaml in it.
+
+The stack owns process-wide state (environment variables, moto's config, the seam), so it
+records what it changed and puts it back in :meth:`LocalStack.stop`; tests can build one and
+leave the interpreter as they found it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+from moto.core.config import default_user_config
+from moto.server import ThreadedMotoServer
+
+from devstack import resources, seam
+from devstack.handlers import REPO_TEMPLATE, HandlerRegistry, LambdaHandler
+from devstack.handlers import ensure_layers_importable as _ensure_layers_importable
+from devstack.template import Naming, Template, load_template
+
+__all__ = ["LocalStack", "SeedUnavailable", "StackConfig", "process_environment"]
+
+log = logging.getLogger("devstack")
+
+DEFAULT_MOTO_PORT = 4566
+SEED_MODULE = "pixelbatch.seed"
+SFN_EXECUTION_CONFIG = {"stepfunctions": {"execute_state_machine": True}}
+# a developer's profile would point boto3 at a real account's settings
+UNSET_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+
+
+class SeedUnavailable(RuntimeError):
+    """The core package's seed module (or the function asked for) is not there yet."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    template_path: Path = REPO_TEMPLATE
+    host: str = "127.0.0.1"
+    moto_port: int = DEFAULT_MOTO_PORT  # 0 picks a free port
+    naming: Naming = field(default_factory=Naming)
+    parameter_overrides: Mapping[str, str] = field(default_factory=dict)
+    catalog_dir: Path | None = REPO_TEMPLATE.parent / "catalog"
+    seed: bool = True
+
+
+def process_environment(template: Template, endpoint_url: str, moto_port: int) -> dict[str, str]:
+    """What in-process handlers see: AWS settings aimed at moto plus the template's variables."""
+    env = {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_DEFAULT_REGION": template.naming.region,
+        "AWS_REGION": template.naming.region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "MOTO_PORT": str(moto_port),  # moto's Step Functions calls Lambda at localhost:$MOTO_PORT
+        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+        "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+        "NO_PROXY": ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1,localhost"])),
+    }
+    return {**template.environment(), **env}
+
+
+class LocalStack:
+    """moto server + the template's resources + the seam; use as a context manager."""
+
+    def __init__(
+        self,
+        config: StackConfig | None = None,
+        handler_overrides: Mapping[str, LambdaHandler] | None = None,
+    ) -> None:
+        self.config = config or StackConfig()
+        self.template = load_template(
+            self.config.template_path, self.config.naming, self.config.parameter_overrides
+        )
+        self.registry = HandlerRegistry(self.template, handler_overrides)
+        self.moto_port = 0
+        self.startup_seconds = 0.0
+        self._server: ThreadedMotoServer | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._saved_sfn_config: Any = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.config.host}:{self.moto_port}"
+
+    @property
+    def state_machine_arns(self) -> dict[str, str]:
+        return {machine.logical_id: machine.arn for machine in self.template.state_machines}
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint_url,
+            region_name=self.template.naming.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> LocalStack:
+        started = time.perf_counter()
+        self._start_server()
+        try:
+            self._apply_environment()
+            self._enable_state_machine_execution()
+            seam.install(self.registry.get)
+            _ensure_layers_importable(self.template)
+            self._create_resources()
+            if self.config.seed:
+                self.seed()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.perf_counter() - started
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        seam.uninstall()
+        # moto's backends are process-global: leave them empty for whoever comes next
+        with contextlib.suppress(OSError):
+            self._post("/moto-api/reset", None)
+        self._server.stop()
+        self._server = None
+        if self._saved_sfn_config is not None:
+            default_user_config["stepfunctions"] = self._saved_sfn_config
+        self._restore_environment()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ steps
+
+    def _start_server(self) -> None:
+        if default_user_config.get("lambda", {}).get("use_docker") is False:
+            # the "simple" Lambda backend answers canned results and never reaches the seam
+            raise seam.SeamError('moto config {"lambda": {"use_docker": false}} bypasses the seam')
+        self._server = ThreadedMotoServer(
+            ip_address=self.config.host, port=self.config.moto_port, verbose=False
+        )
+        self._server.start()
+        self.moto_port = self._server.get_host_and_port()[1]
+
+    def _apply_environment(self) -> None:
+        env = process_environment(self.template, self.endpoint_url, self.moto_port)
+        for name in (*env, *UNSET_VARIABLES):
+            self._saved_env.setdefault(name, os.environ.get(name))
+        for name in UNSET_VARIABLES:
+            os.environ.pop(name, None)
+        os.environ.update(env)
+
+    def _restore_environment(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+    def _enable_state_machine_execution(self) -> None:
+        self._saved_sfn_config = dict(default_user_config.get("stepfunctions", {}))
+        self._post("/moto-api/config", SFN_EXECUTION_CONFIG)
+        # GET /moto-api/config does not report "stepfunctions"; the server shares our process
+        if not default_user_config.get("stepfunctions", {}).get("execute_state_machine"):
+            raise RuntimeError("moto did not accept the Step Functions execution config")
+
+    def _post(self, path: str, body: Any) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        request = urllib.request.Request(self.endpoint_url + path, data=data, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    def _create_resources(self) -> None:
+        template, region = self.template, self.template.naming.region
+        role_arn = resources.create_role(self.client("iam"), f"{template.naming.prefix}-role")
+        dynamodb, s3 = self.client("dynamodb"), self.client("s3")
+        for table in template.tables:
+            resources.create_table(dynamodb, table)
+        for bucket in template.buckets:
+            resources.create_bucket(s3, bucket, region)
+        lambda_ = self.client("lambda")
+        for function in template.functions:
+            resources.create_function(lambda_, function, role_arn)
+        sfn = self.client("stepfunctions")
+        for machine in template.state_machines:
+            resources.create_state_machine(sfn, machine, role_arn)
+
+    # ------------------------------------------------------------ seeding and dev users
+
+    def seed(self) -> None:
+        """Load the catalog through the core package's seeder, if it and the catalog exist."""
+        catalog = self.config.catalog_dir
+        if catalog is None or not catalog.is_dir():
+            log.warning("no catalog directory at %s: tables start empty", catalog)
+            return
+        try:
+            seed_catalog = _seed_function("seed_catalog")
+        except SeedUnavailable as exc:
+            log.warning("%s: the catalog is not seeded", exc)
+            return
+        env = self.template.environment()
+        seed_catalog(catalog, env["FEATURES_TABLE"], env["PIPELINES_TABLE"])
+
+    def reset_account(self, user_id: str, quota: int, plan: str) -> None:
+        _seed_function("reset_account")(user_id, quota, plan)
+
+
+def _seed_module() -> ModuleType:
+    try:
+        return importlib.import_module(SEED_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name not in {SEED_MODULE, SEED_MODULE.partition(".")[0]}:
+            raise  # the module exists but one of its own imports is broken
+        raise SeedUnavailable(f"{SEED_MODULE} is not importable ({exc})") from exc
+
+
+def _seed_function(name: str) -> Callable[..., None]:
+    function = getattr(_seed_module(), name, None)
+    if not callable(function):
+        raise SeedUnavailable(f"{SEED_MODULE}.{name} does not exist")
+    return function
+
+
+def configure_logging() -> None:
+    """Readable stderr logs; werkzeug would otherwise log every moto request."""
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -1,0 +1,47 @@
+"""Account routes: quota with recent ledger entries, the caller's features, presigned uploads."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pixelbatch.api import views
+from pixelbatch.api.http import create_app, current_user, ok
+from pixelbatch.container import build_container
+from pixelbatch.contract import UploadsBody, parse_body
+from pixelbatch.observability import logger, metrics, tracer
+
+app = create_app()
+container = build_container()
+
+
+@app.get("/api/quota")
+def get_quota() -> Response:
+    user_id = current_user(app)
+    account = container.accounts.account(user_id)
+    entries = container.accounts.recent_ledger(user_id)
+    return ok({
+        "balance": account.quota_balance,
+        "plan": account.plan,
+        "ledger": [views.ledger_entry(entry) for entry in entries],
+    })
+
+
+@app.get("/api/features")
+def list_features() -> Response:
+    features = container.accounts.features(current_user(app))
+    return ok({"features": [views.feature(item) for item in features]})
+
+
+@app.post("/api/uploads")
+def create_uploads() -> Response:
+    body = parse_body(UploadsBody, app.current_event.decoded_body)
+    uploads = container.accounts.presign_uploads(current_user(app), body)
+    return ok({"uploads": [views.upload(item) for item in uploads]})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,60 @@
+"""Task routes: create (batch and single), read, list, download."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pixelbatch.api import views
+from pixelbatch.api.http import create_app, current_user, ok, query_bool, query_int, redirect
+from pixelbatch.container import build_container
+from pixelbatch.contract import BatchBody, SingleBody, parse_body
+from pixelbatch.observability import logger, metrics, tracer
+
+app = create_app()
+container = build_container()
+
+
+@app.post("/api/tasks/batch")
+@tracer.capture_method
+def create_batch() -> Response:
+    body = parse_body(BatchBody, app.current_event.decoded_body)
+    task = container.tasks.create(current_user(app), body)
+    metrics.add_metric(name="BatchImagesCharged", unit=MetricUnit.Count, value=task.batch_total)
+    return ok(views.created(task))
+
+
+@app.post("/api/tasks")
+@tracer.capture_method
+def create_single() -> Response:
+    body = parse_body(SingleBody, app.current_event.decoded_body)
+    task = container.tasks.create(current_user(app), body)
+    return ok(views.created(task))
+
+
+@app.get("/api/tasks")
+def list_tasks() -> Response:
+    limit = query_int(app, "limit", default=20, low=1, high=100)
+    cursor = app.current_event.get_query_string_value("cursor")
+    page = container.tasks.list(current_user(app), limit=limit, cursor=cursor)
+    tasks = [views.task_summary(task) for task in page.tasks]
+    return ok({"tasks": tasks, "next_cursor": page.next_cursor})
+
+
+@app.get("/api/tasks/<taskId>")
+def get_task(taskId: str) -> Response:
+    return ok(views.task_details(container.tasks.details(current_user(app), taskId)))
+
+
+@app.get("/api/tasks/<taskId>/download-zip")
+def download_zip(taskId: str) -> Response:
+    query_bool(app, "successOnly", default=True)
+    return redirect(container.tasks.download_url(current_user(app), taskId))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

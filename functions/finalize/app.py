@@ -1,0 +1,19 @@
+"""State machine step: tally the batch from its item rows and stream the ZIP of results."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pixelbatch.container import build_container
+from pixelbatch.observability import logger, metrics, tracer
+from pixelbatch.steps import RoundEvent
+
+container = build_container()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = RoundEvent.model_validate(event)
+    logger.append_keys(task_id=request.task_id, round=request.round)
+    return {"status": container.processing.finalize(request.task_id).status}

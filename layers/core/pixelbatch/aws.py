@@ -1,0 +1,39 @@
+"""boto3 clients built once per cold start. AWS_ENDPOINT_URL (read by boto3 itself) points
+them at the local emulator; nothing here differs between AWS and local."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=3,
+    read_timeout=20,
+    max_pool_connections=32,
+)
+
+
+@dataclass
+class AwsClients:
+    region: str | None = None
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return boto3.resource("dynamodb", region_name=self.region, config=_CONFIG)
+
+    @cached_property
+    def s3(self) -> Any:
+        return boto3.client("s3", region_name=self.region, config=_S3_CONFIG)
+
+    @cached_property
+    def sfn(self) -> Any:
+        return boto3.client("stepfunctions", region_name=self.region, config=_CONFIG)
+
+
+# Presigned URLs must use SigV4 and the regional virtual-host style that browsers can reach.
+_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))

@@ -1,0 +1,67 @@
+"""Wiring: build every store and service once per cold start from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pixelbatch.aws import AwsClients
+from pixelbatch.imaging.fetch import FetchPolicy
+from pixelbatch.repos.accounts import AccountStore
+from pixelbatch.repos.catalog import CatalogStore
+from pixelbatch.repos.executions import ExecutionStarter
+from pixelbatch.repos.objects import ObjectStore
+from pixelbatch.repos.ratelimit import RateLimitStore
+from pixelbatch.repos.tasks import TaskStore
+from pixelbatch.services.account import AccountService
+from pixelbatch.services.catalog import CatalogService, RateLimiter
+from pixelbatch.services.processing import ProcessingService
+from pixelbatch.services.tasks import TaskService
+from pixelbatch.settings import Settings
+
+
+@dataclass(frozen=True)
+class Container:
+    settings: Settings
+    task_store: TaskStore
+    account_store: AccountStore
+    tasks: TaskService
+    accounts: AccountService
+    processing: ProcessingService
+
+
+def build_container(
+    settings: Settings | None = None,
+    clients: AwsClients | None = None,
+    fetch_policy: FetchPolicy | None = None,
+) -> Container:
+    settings = settings or Settings.from_env()
+    clients = clients or AwsClients()
+    task_store = TaskStore(
+        clients.dynamodb, tasks_table=settings.tasks_table,
+        accounts_table=settings.accounts_table, ledger_table=settings.ledger_table,
+    )
+    account_store = AccountStore(
+        clients.dynamodb, accounts_table=settings.accounts_table,
+        ledger_table=settings.ledger_table,
+    )
+    catalog = CatalogService(CatalogStore(
+        clients.dynamodb, features_table=settings.features_table,
+        pipelines_table=settings.pipelines_table,
+    ))
+    objects = ObjectStore(clients.s3, presign_ttl_seconds=settings.presign_ttl_seconds)
+    policy = fetch_policy or FetchPolicy(allowed_hosts=settings.image_url_allowlist)
+    return Container(
+        settings=settings,
+        task_store=task_store,
+        account_store=account_store,
+        tasks=TaskService(
+            settings, tasks=task_store, accounts=account_store, catalog=catalog,
+            limiter=RateLimiter(RateLimitStore(clients.dynamodb, table=settings.rate_limit_table)),
+            executions=ExecutionStarter(clients.sfn, state_machine_arn=settings.state_machine_arn),
+            objects=objects,
+        ),
+        accounts=AccountService(settings, accounts=account_store, catalog=catalog,
+                                objects=objects),
+        processing=ProcessingService(settings, tasks=task_store, objects=objects,
+                                     fetch_policy=policy),
+    )

@@ -1,0 +1,158 @@
+"""Request bodies of the API contract, with its exact messages. Anything the server owns is
+refused here, before any charge."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from pixelbatch.errors import InvalidRequest
+
+MAX_BATCH_IMAGES = 50
+MAX_URL_LENGTH = 2048
+MAX_INPUT_DATA_BYTES = 4096
+
+# Fields only the server may set; a client that sends one is refused (400) and charged nothing.
+SERVER_OWNED_FIELDS = (
+    "batch_items", "status", "batch_total", "batch_success", "batch_failed", "batch_cancelled",
+    "quota_cost", "id", "task_id", "userId", "user_id", "owner_id", "is_batch", "createdAt",
+    "created_at", "updatedAt", "updated_at", "round", "zip_key", "output_url", "charges",
+)
+
+UPLOAD_CONTENT_TYPES = (
+    "image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff",
+)
+
+
+def _fail(message: str) -> NoReturn:
+    raise PydanticCustomError("contract", message)
+
+
+def _as_object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        _fail("请求体必须是JSON对象")
+    owned = [name for name in SERVER_OWNED_FIELDS if name in data]
+    if owned:
+        _fail(f"{owned[0]}由服务端维护，不能由客户端提交")
+    return data
+
+
+def _check_feature_id(body: dict[str, Any]) -> None:
+    feature_id = body.get("feature_id")
+    if not isinstance(feature_id, str) or not feature_id.strip():
+        _fail("feature_id不能为空")
+    if len(feature_id) > 64:
+        _fail("feature_id无效")
+
+
+def _check_input_data(body: dict[str, Any]) -> None:
+    data = body.get("input_data", {})
+    if data is None:
+        body["input_data"] = {}
+        return
+    if not isinstance(data, dict):
+        _fail("input_data必须是对象")
+    if len(json.dumps(data, ensure_ascii=False).encode()) > MAX_INPUT_DATA_BYTES:
+        _fail("input_data过大")
+
+
+def _check_image_url(value: Any, label: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        _fail(f"{label}必须是非空字符串")
+    if len(value) > MAX_URL_LENGTH:
+        _fail(f"{label}过长")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class BatchBody(_Body):
+    feature_id: str
+    input_images: list[str]
+    input_data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _contract(cls, data: Any) -> Any:
+        body = dict(_as_object(data))
+        images = body.get("input_images")
+        if not isinstance(images, list):
+            _fail("input_images必须是数组")
+        if not images:
+            _fail("至少需要上传1张图片")
+        if len(images) > MAX_BATCH_IMAGES:
+            _fail("批量处理最多支持50张图片")
+        _check_feature_id(body)
+        for position, url in enumerate(images):
+            _check_image_url(url, f"input_images[{position}]")
+        _check_input_data(body)
+        return body
+
+
+class SingleBody(_Body):
+    feature_id: str
+    input_image: str
+    input_data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _contract(cls, data: Any) -> Any:
+        body = dict(_as_object(data))
+        _check_feature_id(body)
+        _check_image_url(body.get("input_image"), "input_image")
+        _check_input_data(body)
+        return body
+
+    @property
+    def input_images(self) -> list[str]:
+        return [self.input_image]
+
+
+class UploadFile(_Body):
+    filename: str = Field(min_length=1, max_length=200)
+    content_type: str
+    size: int = Field(gt=0)
+
+
+class UploadsBody(_Body):
+    files: list[UploadFile] = Field(min_length=1, max_length=MAX_BATCH_IMAGES)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _contract(cls, data: Any) -> Any:
+        body = _as_object(data)
+        files = body.get("files")
+        if not isinstance(files, list):
+            _fail("files必须是数组")
+        if not files:
+            _fail("至少需要上传1张图片")
+        if len(files) > MAX_BATCH_IMAGES:
+            _fail("批量处理最多支持50张图片")
+        return body
+
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+def parse_body(model: type[BodyT], raw: str | None) -> BodyT:
+    """Parse a JSON body into a contract model; every failure is a 400 with a readable message."""
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, TypeError) as error:
+        raise InvalidRequest("请求体不是合法的JSON") from error
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise InvalidRequest(_first_message(error)) from error
+
+
+def _first_message(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    if first["type"] == "contract":
+        return str(first["msg"])
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])

@@ -1,0 +1,46 @@
+"""Accounts and their ledger (reads; money moves only inside TaskStore transactions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+from pixelbatch.models import Account, LedgerEntry
+from pixelbatch.repos.dynamo import plain, query_all
+
+
+class AccountStore:
+    def __init__(self, dynamodb: Any, *, accounts_table: str, ledger_table: str) -> None:
+        self._accounts = dynamodb.Table(accounts_table)
+        self._ledger = dynamodb.Table(ledger_table)
+
+    def get(self, user_id: str) -> Account | None:
+        row = self._accounts.get_item(Key={"user_id": user_id}, ConsistentRead=True).get("Item")
+        if not row:
+            return None
+        r = plain(row)
+        return Account(user_id=r["user_id"], quota_balance=r["quota_balance"], plan=r["plan"])
+
+    def recent_entries(self, user_id: str, *, limit: int) -> list[LedgerEntry]:
+        page = self._ledger.query(
+            IndexName="by_time",
+            KeyConditionExpression=Key("user_id").eq(user_id),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [entry_from_row(row) for row in page.get("Items", [])]
+
+    def all_entries(self, user_id: str) -> list[LedgerEntry]:
+        rows = query_all(
+            self._ledger, KeyConditionExpression=Key("user_id").eq(user_id), ConsistentRead=True
+        )
+        return [entry_from_row(row) for row in rows]
+
+
+def entry_from_row(row: dict[str, Any]) -> LedgerEntry:
+    r = plain(row)
+    return LedgerEntry(
+        entry_id=r["entry_id"], kind=r["kind"], amount=r["amount"], created_at=r["created_at"],
+        task_id=r.get("task_id"), items=list(r.get("items", [])),
+    )

@@ -1,0 +1,109 @@
+"""Transactions with retries on contention, and cancellation reasons read in order."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pixelbatch.errors import ConcurrentUpdate
+
+_RETRYABLE_CODES = frozenset(
+    {
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+    }
+)
+_ATTEMPTS = 6
+
+
+class TransactionCancelled(Exception):
+    """A transaction lost a condition; `codes[i]` is the reason for TransactItems[i]."""
+
+    def __init__(self, codes: Sequence[str]) -> None:
+        super().__init__(", ".join(codes))
+        self.codes = list(codes)
+
+    def failed_at(self, index: int) -> bool:
+        return index < len(self.codes) and self.codes[index] == "ConditionalCheckFailed"
+
+    @property
+    def condition_failed(self) -> bool:
+        return "ConditionalCheckFailed" in self.codes
+
+
+def transact(client: Any, items: list[dict[str, Any]]) -> None:
+    """Run TransactWriteItems; retry contention with jittered backoff; raise TransactionCancelled
+    when a condition fails, ConcurrentUpdate when contention outlasts the retries."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            client.transact_write_items(TransactItems=items)
+            return
+        except ClientError as error:
+            codes = _cancellation_codes(error)
+            if codes is not None and "ConditionalCheckFailed" in codes:
+                raise TransactionCancelled(codes) from error
+            if codes is None and _code(error) not in _RETRYABLE_CODES:
+                raise
+            if attempt == _ATTEMPTS - 1:
+                raise ConcurrentUpdate() from error
+            _backoff(attempt)
+
+
+def update_conditionally(table: Any, **kwargs: Any) -> dict[str, Any] | None:
+    """UpdateItem that answers None when its condition fails instead of raising."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            response = table.update_item(**kwargs)
+            attributes: dict[str, Any] = response.get("Attributes", {})
+            return attributes
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                return None
+            if _code(error) not in _RETRYABLE_CODES or attempt == _ATTEMPTS - 1:
+                raise
+            _backoff(attempt)
+    raise ConcurrentUpdate()
+
+
+def query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    while True:
+        page = table.query(**kwargs)
+        rows.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return rows
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def plain(value: Any) -> Any:
+    """Rows come back with Decimal numbers; the domain speaks int and float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _cancellation_codes(error: ClientError) -> list[str] | None:
+    if _code(error) != "TransactionCanceledException":
+        return None
+    reasons = error.response.get("CancellationReasons") or []
+    return [str(reason.get("Code") or "None") for reason in reasons]
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))

@@ -1,0 +1,1 @@
+"""Service logic: the rules of the product, free of HTTP and of table layouts."""

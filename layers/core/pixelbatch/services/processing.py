@@ -1,0 +1,186 @@
+"""What the state machine's Lambdas do: mark a round processing, process one item attempt
+idempotently, record a failure the item Lambda could not record, and finalize the batch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pixelbatch.imaging.failures import ItemFailure
+from pixelbatch.imaging.fetch import FetchPolicy, fetch_input
+from pixelbatch.imaging.pipeline import run_pipeline
+from pixelbatch.models import (
+    UNFINISHED_ITEM_STATUSES,
+    Item,
+    ItemRef,
+    ItemStatus,
+    Task,
+    TaskStatus,
+    final_status,
+)
+from pixelbatch.observability import logger
+from pixelbatch.repos.objects import ObjectStore
+from pixelbatch.repos.tasks import ItemFailureRecord, TaskStore
+from pixelbatch.settings import Settings
+from pixelbatch.zipstream import ZipMember, write_zip_to_s3
+
+# Errors the state machine reports when the item Lambda itself died, mapped to item failures.
+_LAMBDA_FAILURES = {
+    "States.Timeout": ItemFailureRecord("timeout", "处理超时", retryable=True),
+    "Sandbox.Timedout": ItemFailureRecord("timeout", "处理超时", retryable=True),
+}
+_INTERNAL_FAILURE = ItemFailureRecord("internal_error", "处理失败，请重试", retryable=True)
+
+
+def output_key(task_id: str, ref: ItemRef, ext: str) -> str:
+    """Deterministic per task/item/attempt, so a duplicate invocation overwrites, never adds."""
+    return f"outputs/{task_id}/{ref.index:04d}-a{ref.attempt}.{ext}"
+
+
+def zip_key(task: Task) -> str:
+    return f"zips/{task.task_id}/round-{task.round}.zip"
+
+
+def result_name(item: Item) -> str:
+    return f"result_{item.index + 1}.{item.output_ext}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    detail: str | None = None
+
+
+class ProcessingService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tasks: TaskStore,
+        objects: ObjectStore,
+        fetch_policy: FetchPolicy,
+    ) -> None:
+        self._settings = settings
+        self._tasks = tasks
+        self._objects = objects
+        self._fetch_policy = fetch_policy
+
+    def start_round(self, task_id: str) -> Outcome:
+        started = self._tasks.mark_processing(task_id)
+        return Outcome("processing" if started else "skipped")
+
+    # ------------------------------------------------------------------ one item
+
+    def process_item(self, task_id: str, ref: ItemRef) -> Outcome:
+        task = self._tasks.get(task_id)
+        item = self._tasks.get_item(task_id, ref.index)
+        if task is None or item is None:
+            return Outcome("missing")
+        if not self._own_attempt(task_id, item, ref):
+            return Outcome(_status_of(self._tasks.get_item(task_id, ref.index)), "skipped")
+        try:
+            data = fetch_input(
+                item.input_url,
+                owner_id=task.owner_id,
+                uploads_bucket=self._settings.uploads_bucket,
+                s3_client=self._objects.client,
+                policy=self._fetch_policy,
+            )
+            rendered = run_pipeline(data, task.steps, task.input_data)
+        except ItemFailure as failure:
+            record = ItemFailureRecord(failure.code, failure.message, failure.retryable)
+            self._tasks.fail_item(task, ref, record)
+            return Outcome(ItemStatus.FAILED.value, failure.code)
+        key = output_key(task_id, ref, rendered.ext)
+        self._objects.put(
+            self._settings.outputs_bucket, key, rendered.data, content_type=rendered.content_type
+        )
+        if self._tasks.complete_item(task_id, ref, output_key=key, ext=rendered.ext):
+            return Outcome(ItemStatus.SUCCESS.value)
+        # Cancelled (or settled by the reconciler) while we worked: the output does not count.
+        self._objects.delete(self._settings.outputs_bucket, key)
+        return Outcome(_status_of(self._tasks.get_item(task_id, ref.index)), "late")
+
+    def _own_attempt(self, task_id: str, item: Item, ref: ItemRef) -> bool:
+        """Claim the attempt, or carry on with it when this is a redelivered invocation."""
+        if item.attempt != ref.attempt:
+            return False
+        if item.status is ItemStatus.PENDING and self._tasks.claim_item(task_id, ref):
+            return True
+        current = self._tasks.get_item(task_id, ref.index)
+        return (
+            current is not None
+            and current.attempt == ref.attempt
+            and current.status is ItemStatus.PROCESSING
+        )
+
+    def record_failure(self, task_id: str, ref: ItemRef, error: str | None) -> Outcome:
+        task = self._tasks.get(task_id)
+        if task is None:
+            return Outcome("missing")
+        record = _LAMBDA_FAILURES.get(error or "", _INTERNAL_FAILURE)
+        logger.warning("item failed outside the worker", task_id=task_id, error=error,
+                       index=ref.index, attempt=ref.attempt)
+        if self._tasks.fail_item(task, ref, record):
+            return Outcome(ItemStatus.FAILED.value, record.code)
+        return Outcome(_status_of(self._tasks.get_item(task_id, ref.index)), "skipped")
+
+    # ------------------------------------------------------------------ the batch
+
+    def finalize(self, task_id: str) -> Outcome:
+        """Tally from the item rows. Safe to run twice and while another round still runs:
+        it writes only when every item is settled and the round it read is still current."""
+        task, items = self._tasks.get_with_items(task_id)
+        if task is None:
+            return Outcome("missing")
+        if any(item.status in UNFINISHED_ITEM_STATUSES for item in items):
+            return Outcome("waiting")
+        successes = [item for item in items if item.status is ItemStatus.SUCCESS]
+        key = self._write_zip(task, items) if successes else None
+        status = task.status if task.status is TaskStatus.CANCELLED else final_status(items)
+        self._tasks.set_status(
+            task_id, status, allowed_from=(task.status,), expected_round=task.round, zip_key=key
+        )
+        return Outcome(status.value)
+
+    def _write_zip(self, task: Task, items: list[Item]) -> str:
+        key = zip_key(task)
+        write_zip_to_s3(
+            self._objects.client,
+            bucket=self._settings.outputs_bucket,
+            key=key,
+            members=self._zip_members(task, items),
+            content_disposition=f'attachment; filename="batch_{task.task_id}.zip"',
+        )
+        return key
+
+    def _zip_members(self, task: Task, items: list[Item]) -> Iterator[ZipMember]:
+        for item in items:
+            if item.status is ItemStatus.SUCCESS and item.output_key:
+                yield ZipMember(
+                    name=result_name(item), bucket=self._settings.outputs_bucket,
+                    key=item.output_key,
+                )
+        yield ZipMember(name="manifest.json", data=manifest(task, items))
+
+
+def manifest(task: Task, items: list[Item]) -> bytes:
+    entries = [
+        {
+            "index": item.index,
+            "input_url": item.input_url,
+            "status": item.status.value,
+            "attempt": item.attempt,
+            "file": result_name(item) if item.status is ItemStatus.SUCCESS else None,
+            "error_code": item.error_code,
+            "error_message": item.error_message,
+        }
+        for item in items
+    ]
+    document = {"task_id": task.task_id, "feature_id": task.feature_id, "items": entries}
+    return json.dumps(document, ensure_ascii=False, indent=2).encode()
+
+
+def _status_of(item: Item | None) -> str:
+    return item.status.value if item else "missing"

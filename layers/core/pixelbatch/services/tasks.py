@@ -1,0 +1,221 @@
+"""Creating, reading and downloading tasks. Creation charges and writes in one transaction,
+then starts processing; if the start fails, the charge is undone before the client hears."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pixelbatch.clock import now_iso
+from pixelbatch.contract import BatchBody, SingleBody
+from pixelbatch.errors import (
+    InvalidRequest,
+    NoFailedItems,
+    NotABatchTask,
+    NothingToDownload,
+    NotTaskOwner,
+    StartFailed,
+    StateConflict,
+    TaskNotFound,
+)
+from pixelbatch.imaging.failures import ItemFailure
+from pixelbatch.imaging.fetch import check_input_url_syntax
+from pixelbatch.models import (
+    UNFINISHED_ITEM_STATUSES,
+    Item,
+    ItemRef,
+    ItemStatus,
+    Task,
+    TaskStatus,
+    final_status,
+)
+from pixelbatch.observability import logger
+from pixelbatch.repos.accounts import AccountStore
+from pixelbatch.repos.executions import ExecutionStarter
+from pixelbatch.repos.objects import ObjectStore
+from pixelbatch.repos.tasks import TaskPage, TaskStore
+from pixelbatch.services.catalog import CatalogService, RateLimiter, validate_inputs
+from pixelbatch.settings import Settings
+
+DEFAULT_PLAN = "free"
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    count: int
+    quota_cost: int
+
+
+@dataclass(frozen=True)
+class TaskDetails:
+    task: Task
+    items: list[Item]
+    output_urls: dict[int, str]
+
+
+class TaskService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tasks: TaskStore,
+        accounts: AccountStore,
+        catalog: CatalogService,
+        limiter: RateLimiter,
+        executions: ExecutionStarter,
+        objects: ObjectStore,
+    ) -> None:
+        self._settings = settings
+        self._tasks = tasks
+        self._accounts = accounts
+        self._catalog = catalog
+        self._limiter = limiter
+        self._executions = executions
+        self._objects = objects
+
+    # ------------------------------------------------------------------ create
+
+    def create(self, user_id: str, body: BatchBody | SingleBody) -> Task:
+        images = body.input_images
+        self._check_inputs(user_id, images)
+        account = self._accounts.get(user_id)
+        feature = self._catalog.usable_feature(
+            body.feature_id, account.plan if account else DEFAULT_PLAN
+        )
+        inputs = validate_inputs(feature, body.input_data)
+        self._limiter.check(user_id, feature)
+        steps = self._catalog.pipeline_steps(feature)
+        task, items = new_task(
+            user_id, feature.feature_id, feature.quota_cost, images, inputs, steps,
+            is_batch=isinstance(body, BatchBody),
+        )
+        self._tasks.create_charged(task, items)
+        self._start_or_undo(task, [ItemRef(item.index, item.attempt) for item in items])
+        return task
+
+    def _check_inputs(self, user_id: str, images: Sequence[str]) -> None:
+        for position, url in enumerate(images):
+            try:
+                check_input_url_syntax(
+                    url,
+                    owner_id=user_id,
+                    uploads_bucket=self._settings.uploads_bucket,
+                    allowed_hosts=self._settings.image_url_allowlist,
+                )
+            except ItemFailure as failure:
+                raise InvalidRequest(f"第{position + 1}张图片: {failure.message}") from failure
+
+    def _start_or_undo(self, task: Task, refs: list[ItemRef]) -> None:
+        try:
+            self._executions.start(task.task_id, task.round, refs)
+        except Exception as error:
+            logger.exception("execution start failed; undoing the charge", task_id=task.task_id)
+            self._tasks.cancel_items(task, refs)
+            _, items = self._tasks.get_with_items(task.task_id)
+            self._tasks.set_status(
+                task.task_id, final_status(items), allowed_from=None,
+                error_message=StartFailed.default_message,
+            )
+            raise StartFailed() from error
+
+    # ------------------------------------------------------------------ retry and cancel
+
+    def retry_failed(self, user_id: str, task_id: str) -> RetryResult:
+        task, items = self.owned(user_id, task_id)
+        if not task.is_batch:
+            raise NotABatchTask()
+        if task.status is TaskStatus.CANCELLED:
+            raise StateConflict("任务已取消，无法重试")
+        failed = [item for item in items if item.status is ItemStatus.FAILED]
+        if not failed:
+            raise NoFailedItems()
+        try:
+            new_round = self._tasks.requeue_charged(task, failed)
+        except StateConflict as lost:
+            # Another retry (or a cancel) changed the task first; it charged, we must not.
+            raise NoFailedItems() from lost
+        requeued = replace(task, round=new_round)
+        refs = [ItemRef(item.index, item.attempt + 1) for item in failed]
+        self._start_or_undo(requeued, refs)
+        return RetryResult(count=len(failed), quota_cost=len(failed) * task.quota_cost)
+
+    def cancel(self, user_id: str, task_id: str) -> int:
+        """Settle in DynamoDB first (late finishers then lose their condition), then stop the
+        executions as a courtesy. Returns the quota refunded by this call."""
+        task, items = self.owned(user_id, task_id)
+        unfinished = (TaskStatus.PENDING, TaskStatus.PROCESSING)
+        if task.status not in unfinished or not self._tasks.set_status(
+            task_id, TaskStatus.CANCELLED, allowed_from=unfinished
+        ):
+            raise StateConflict("任务已结束，无法取消")
+        _, items = self._tasks.get_with_items(task_id)
+        refs = [
+            ItemRef(item.index, item.attempt)
+            for item in items
+            if item.status in UNFINISHED_ITEM_STATUSES
+        ]
+        refunded = self._tasks.cancel_items(task, refs)
+        for round_no in range(1, task.round + 1):
+            self._executions.stop(task_id, round_no, cause="cancelled by user")
+        return len(refunded) * task.quota_cost
+
+    # ------------------------------------------------------------------ read
+
+    def owned(self, user_id: str, task_id: str) -> tuple[Task, list[Item]]:
+        task, items = self._tasks.get_with_items(task_id)
+        if task is None:
+            raise TaskNotFound()
+        if task.owner_id != user_id:
+            raise NotTaskOwner()
+        return task, items
+
+    def details(self, user_id: str, task_id: str) -> TaskDetails:
+        task, items = self.owned(user_id, task_id)
+        urls = {
+            item.index: self._objects.presign_get(self._settings.outputs_bucket, item.output_key)
+            for item in items
+            if item.status is ItemStatus.SUCCESS and item.output_key
+        }
+        return TaskDetails(task=task, items=items, output_urls=urls)
+
+    def list(self, user_id: str, *, limit: int, cursor: str | None) -> TaskPage:
+        return self._tasks.list_for_owner(user_id, limit=limit, cursor=cursor)
+
+    def download_url(self, user_id: str, task_id: str) -> str:
+        task, _ = self.owned(user_id, task_id)
+        if not task.is_batch:
+            raise NotABatchTask()
+        if not task.zip_key or task.batch_success == 0:
+            raise NothingToDownload()
+        return self._objects.presign_get(
+            self._settings.outputs_bucket, task.zip_key,
+            attachment_name=f"batch_{task.task_id}.zip",
+        )
+
+
+def new_task(
+    user_id: str,
+    feature_id: str,
+    cost: int,
+    images: Sequence[str],
+    inputs: dict[str, Any],
+    steps: list[dict[str, Any]],
+    *,
+    is_batch: bool,
+) -> tuple[Task, list[Item]]:
+    now = now_iso()
+    task_id = uuid.uuid4().hex
+    task = Task(
+        task_id=task_id, owner_id=user_id, feature_id=feature_id, status=TaskStatus.PENDING,
+        is_batch=is_batch, batch_total=len(images), batch_success=0, batch_failed=0,
+        batch_cancelled=0, quota_cost=cost, round=1, input_data=inputs, steps=steps,
+        created_at=now, updated_at=now,
+    )
+    items = [
+        Item(task_id=task_id, index=index, input_url=url, status=ItemStatus.PENDING, attempt=1,
+             updated_at=now)
+        for index, url in enumerate(images)
+    ]
+    return task, items

@@ -1,0 +1,42 @@
+"""Configuration read once from the environment at cold start and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Settings(BaseModel):
+    """Every resource name comes from the template's environment; none has a silent default."""
+
+    model_config = ConfigDict(frozen=True)
+
+    accounts_table: str
+    features_table: str
+    pipelines_table: str
+    tasks_table: str
+    ledger_table: str
+    rate_limit_table: str
+    idempotency_table: str
+    uploads_bucket: str
+    outputs_bucket: str
+    state_machine_arn: str | None = None
+    image_url_allowlist: tuple[str, ...] = ()
+    stage: str = "dev"
+    presign_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+
+    @field_validator("image_url_allowlist", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(host.strip().lower() for host in value.split(",") if host.strip())
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        return cls.model_validate(values)

@@ -1,0 +1,1 @@
+"""Test helpers shared by the suites (imported as tests.support through pytest's pythonpath)."""
