@@ -149,7 +149,8 @@ class Gateway:
         response = self.handle(request)
         log.info("%s %s -> %d (%.1f ms)", request.method, request.full_path.rstrip("?"),
                  response.status, (time.perf_counter() - started) * 1000)
-        start_response(f"{response.status} {_reason(response.status)}", response.headers)
+        headers = [*response.headers, ("content-length", str(len(response.body)))]
+        start_response(f"{response.status} {_reason(response.status)}", headers)
         return iter([response.body])
 
     def handle(self, request: Request) -> HttpResponse:

@@ -25,7 +25,7 @@ import boto3
 from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
-from devstack import resources, seam
+from devstack import dynamodb_lock, resources, seam
 from devstack.handlers import REPO_TEMPLATE, HandlerRegistry, LambdaHandler
 from devstack.handlers import ensure_layers_importable as _ensure_layers_importable
 from devstack.template import Naming, Template, load_template
@@ -117,6 +117,7 @@ class LocalStack:
         try:
             self._apply_environment()
             self._enable_state_machine_execution()
+            dynamodb_lock.install()  # Map iterations write concurrently; moto is not atomic
             seam.install(self.registry.get)
             _ensure_layers_importable(self.template)
             self._create_resources()
@@ -245,3 +246,4 @@ def configure_logging() -> None:
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)

@@ -1,5 +1,6 @@
 """Task routes: create (batch and single), read, list, download."""
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -7,30 +8,56 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixelbatch.api import views
-from pixelbatch.api.http import create_app, current_user, ok, query_bool, query_int, redirect
+from pixelbatch.api.http import (
+    create_app,
+    current_user,
+    ok,
+    ok_flat,
+    query_bool,
+    query_int,
+    redirect,
+)
+from pixelbatch.api.idempotency import HEADER, IdempotentRoutes
 from pixelbatch.container import build_container
 from pixelbatch.contract import BatchBody, SingleBody, parse_body
 from pixelbatch.observability import logger, metrics, tracer
 
 app = create_app()
 container = build_container()
+idempotent = IdempotentRoutes(container.settings.idempotency_table)
+
+
+def once(route: str, action: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """Run a money-moving action at most once per Idempotency-Key."""
+    user = current_user(app)
+    return idempotent.run(
+        user=user, route=route, key=app.current_event.headers.get(HEADER),
+        body=app.current_event.decoded_body, action=lambda: action(user),
+    )
 
 
 @app.post("/api/tasks/batch")
 @tracer.capture_method
 def create_batch() -> Response:
     body = parse_body(BatchBody, app.current_event.decoded_body)
-    task = container.tasks.create(current_user(app), body)
-    metrics.add_metric(name="BatchImagesCharged", unit=MetricUnit.Count, value=task.batch_total)
-    return ok(views.created(task))
+
+    def create(user: str) -> dict[str, Any]:
+        task = container.tasks.create(user, body)
+        metrics.add_metric(name="BatchImagesCharged", unit=MetricUnit.Count, value=task.batch_total)
+        return views.created(task)
+
+    return ok(once("POST /api/tasks/batch", create))
 
 
 @app.post("/api/tasks")
 @tracer.capture_method
 def create_single() -> Response:
     body = parse_body(SingleBody, app.current_event.decoded_body)
-    task = container.tasks.create(current_user(app), body)
-    return ok(views.created(task))
+
+    def create(user: str) -> dict[str, Any]:
+        return views.created(container.tasks.create(user, body))
+
+    return ok(once("POST /api/tasks", create))
 
 
 @app.get("/api/tasks")
@@ -51,6 +78,26 @@ def get_task(taskId: str) -> Response:
 def download_zip(taskId: str) -> Response:
     query_bool(app, "successOnly", default=True)
     return redirect(container.tasks.download_url(current_user(app), taskId))
+
+
+@app.post("/api/tasks/<taskId>/retry-failed")
+@tracer.capture_method
+def retry_failed(taskId: str) -> Response:
+    def retry(user: str) -> dict[str, Any]:
+        result = container.tasks.retry_failed(user, taskId)
+        return {"message": f"已重新提交{result.count}个失败项", "quota_cost": result.quota_cost}
+
+    return ok_flat(once(f"POST /api/tasks/{taskId}/retry-failed", retry))
+
+
+@app.post("/api/tasks/<taskId>/cancel")
+@tracer.capture_method
+def cancel(taskId: str) -> Response:
+    def cancel_task(user: str) -> dict[str, Any]:
+        refunded = container.tasks.cancel(user, taskId)
+        return {"message": f"任务已取消，返还{refunded}配额", "refund_amount": refunded}
+
+    return ok_flat(once(f"POST /api/tasks/{taskId}/cancel", cancel_task))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

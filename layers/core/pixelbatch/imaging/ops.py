@@ -27,6 +27,7 @@ _LANCZOS = Image.Resampling.LANCZOS
 _IDENTITY = list(range(256))
 _REQUIRED: Any = object()
 _ASPECT = re.compile(r"(\d{1,4}):(\d{1,4})")
+_MIN_FONT_PX = 6
 
 
 @dataclass(frozen=True)
@@ -392,10 +393,12 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 def _watermark_text(im: Image.Image, p: Params) -> Image.Image:
     """Draw ``text`` with font height ``size`` x image width at ``position``, ``opacity`` 0..1."""
     margin = max(1, round(0.02 * min(im.size)))
-    overlay = _text_overlay(p["text"], p["color"], p["opacity"], round(p["size"] * im.width))
-    if overlay.width > im.width - 2 * margin:
-        # long text on a narrow image: shrink once so it fits instead of being cut off
-        font_px = round(p["size"] * im.width * (im.width - 2 * margin) / overlay.width)
+    font_px = round(p["size"] * im.width)
+    overlay = _text_overlay(p["text"], p["color"], p["opacity"], font_px)
+    room = max(1, im.width - 2 * margin)
+    # long text on a narrow image: shrink until it fits instead of being cut off
+    while overlay.width > room and font_px > _MIN_FONT_PX:
+        font_px = max(_MIN_FONT_PX, min(font_px - 1, font_px * room // overlay.width))
         overlay = _text_overlay(p["text"], p["color"], p["opacity"], font_px)
     x, y = _place(im.size, overlay.size, p["position"], margin)
     box = (x, y, x + overlay.width, y + overlay.height)
@@ -408,7 +411,7 @@ def _watermark_text(im: Image.Image, p: Params) -> Image.Image:
 
 def _text_overlay(text: str, color: str, opacity: float, font_px: int) -> Image.Image:
     """RGBA image just large enough for the text, with a contrasting outline for legibility."""
-    font = _font(max(6, font_px))
+    font = _font(max(_MIN_FONT_PX, font_px))
     stroke = max(1, font_px // 18)
     left, top, right, bottom = (int(v) for v in font.getbbox(text, stroke_width=stroke))
     overlay = Image.new("RGBA", (max(1, right - left), max(1, bottom - top)))

@@ -1,0 +1,1004 @@
+"""The OpenAPI 3.1 document of the HTTP API.
+
+Limits, enums and messages come from the modules that enforce them (contract, models, errors), so
+the document moves with the code. Every route of template.yaml is here with the replies its
+handler can produce, including the errors that api.http makes out of domain exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pixelbatch import errors
+from pixelbatch.contract import (
+    MAX_BATCH_IMAGES,
+    MAX_INPUT_DATA_BYTES,
+    MAX_URL_LENGTH,
+    SERVER_OWNED_FIELDS,
+    UPLOAD_CONTENT_TYPES,
+)
+from pixelbatch.imaging.failures import MESSAGES as FAILURE_MESSAGES
+from pixelbatch.models import PLANS, ItemStatus, TaskStatus
+from pixelbatch.settings import Settings
+
+Json = dict[str, Any]
+
+OPENAPI_VERSION: Final = "3.1.0"
+API_VERSION: Final = "1.0.0"
+SECURITY_SCHEME: Final = "bearerAuth"
+BEARER: Final[list[Json]] = [{SECURITY_SCHEME: []}]
+PUBLIC: Final[list[Json]] = []
+
+MAX_FEATURE_ID_LENGTH: Final = 64
+MAX_FILENAME_LENGTH: Final = 200
+MAX_LIST_LIMIT: Final = 100
+DEFAULT_LIST_LIMIT: Final = 20
+NOT_BLANK: Final = r"\S"
+TASK_ID_EXAMPLE: Final = "3f2c9a7e5b8d4c1fa0e6b2d97c4e8a15"
+TIME_EXAMPLE: Final = "2025-05-01T08:30:00.123456Z"
+IMAGE_EXAMPLE: Final = "s3://pixelbatch-uploads/uploads/user-123/9b1d.../photo.jpg"
+
+
+# ---------------------------------------------------------------------- small builders
+
+
+def ref(name: str) -> Json:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **extra: Any) -> Json:
+    return {"type": [kind, "null"], **extra}
+
+
+def _integer(minimum: int | None = None, **extra: Any) -> Json:
+    schema: Json = {"type": "integer", **extra}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    return schema
+
+
+def _closed(properties: Json, required: list[str] | None = None, **extra: Any) -> Json:
+    """An object whose keys are exactly `properties` (required: all of them unless given)."""
+    return {
+        "type": "object",
+        "required": list(properties) if required is None else required,
+        "properties": properties,
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+def _open_object(description: str) -> Json:
+    return {"type": "object", "additionalProperties": True, "description": description}
+
+
+def _failure(code: int, message: str) -> Json:
+    return {"success": False, "errorCode": code, "message": message}
+
+
+def _examples(values: dict[str, Any]) -> Json:
+    return {name: {"summary": name, "value": value} for name, value in values.items()}
+
+
+def _json_content(schema: Json, examples: dict[str, Any] | None = None) -> Json:
+    media: Json = {"schema": schema}
+    if examples:
+        media["examples"] = _examples(examples)
+    return {"application/json": media}
+
+
+# ---------------------------------------------------------------------- component schemas
+
+
+def _error_schema(code: int | None, description: str) -> Json:
+    error_code = _integer() if code is None else {"type": "integer", "const": code}
+    return _closed(
+        {
+            "success": {"const": False},
+            "errorCode": error_code,
+            "message": {"type": "string", "description": "Readable, in the product's language"},
+        },
+        description=description,
+    )
+
+
+def _rate_limited_schema() -> Json:
+    schema = _error_schema(errors.RateLimited.error_code, "Rate limited (429)")
+    schema["properties"]["rateLimitInfo"] = _closed(
+        {
+            "resetAt": _integer(0, description="Unix time (seconds) the window resets"),
+            "remaining": _integer(0, description="Requests left in the window"),
+        }
+    )
+    schema["required"].append("rateLimitInfo")
+    return schema
+
+
+def _error_schemas() -> Json:
+    return {
+        "Error4001": _error_schema(errors.InvalidRequest.error_code, "Invalid request (400)"),
+        "Error4003": _error_schema(errors.Forbidden.error_code, "Forbidden (403)"),
+        "Error1003": _error_schema(errors.QuotaInsufficient.error_code, "Quota insufficient"),
+        "Error4004": _error_schema(errors.NotFound.error_code, "Not found (404)"),
+        "Error4009": _error_schema(errors.StateConflict.error_code, "State conflict (409)"),
+        "Error4010": _error_schema(
+            4010, "Unauthorized, from the function: the token carried no `sub` claim"
+        ),
+        "Error4029": _rate_limited_schema(),
+        "Error5000": _error_schema(errors.DomainError.error_code, "Server error (500, 503)"),
+        "GatewayMessage": _closed(
+            {"message": {"type": "string"}},
+            description="API Gateway's own reply, e.g. `{\"message\": \"Unauthorized\"}`",
+        ),
+    }
+
+
+def _image_url(label: str) -> Json:
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_URL_LENGTH,
+        "pattern": NOT_BLANK,
+        "description": f"{label}: an `input_url` from POST /api/uploads (the caller's own "
+        "upload), or an https URL on the configured host allowlist",
+        "examples": [IMAGE_EXAMPLE],
+    }
+
+
+def _task_body_properties() -> Json:
+    return {
+        "feature_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_FEATURE_ID_LENGTH,
+            "pattern": NOT_BLANK,
+            "description": "A feature the caller may use (GET /api/features)",
+            "examples": ["basic_clean"],
+        },
+        "input_data": {
+            "type": ["object", "null"],
+            "additionalProperties": True,
+            "default": {},
+            "description": "Parameters checked against the feature's `parameters_schema`; at "
+            f"most {MAX_INPUT_DATA_BYTES} bytes as JSON. null means {{}}",
+            "examples": [{"brightness": 10, "contrast": 5}],
+        },
+    }
+
+
+def _no_server_fields() -> Json:
+    return {"not": {"enum": list(SERVER_OWNED_FIELDS)}}
+
+
+def _request_schemas() -> Json:
+    shared = _task_body_properties()
+    owned = ", ".join(f"`{name}`" for name in SERVER_OWNED_FIELDS)
+    note = f"Other keys are ignored, except server-owned ones ({owned}), refused with a 400."
+    return {
+        "BatchTaskRequest": {
+            "type": "object",
+            "required": ["feature_id", "input_images"],
+            "properties": {
+                "feature_id": shared["feature_id"],
+                "input_images": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_IMAGES,
+                    "items": _image_url("One image"),
+                },
+                "input_data": shared["input_data"],
+            },
+            "propertyNames": _no_server_fields(),
+            "additionalProperties": True,
+            "description": note,
+        },
+        "SingleTaskRequest": {
+            "type": "object",
+            "required": ["feature_id", "input_image"],
+            "properties": {
+                "feature_id": shared["feature_id"],
+                "input_image": _image_url("The image"),
+                "input_data": shared["input_data"],
+            },
+            "propertyNames": _no_server_fields(),
+            "additionalProperties": True,
+            "description": note,
+        },
+        "UploadFile": {
+            "type": "object",
+            "required": ["filename", "content_type", "size"],
+            "properties": {
+                "filename": {"type": "string", "minLength": 1, "maxLength": MAX_FILENAME_LENGTH},
+                "content_type": {"type": "string", "enum": list(UPLOAD_CONTENT_TYPES)},
+                "size": _integer(
+                    1,
+                    maximum=Settings.model_fields["max_upload_bytes"].default,
+                    description="Bytes the client will PUT (the presigned URL is bound to it)",
+                ),
+            },
+            "additionalProperties": True,
+        },
+        "UploadsRequest": {
+            "type": "object",
+            "required": ["files"],
+            "properties": {
+                "files": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_IMAGES,
+                    "items": ref("UploadFile"),
+                },
+            },
+            "propertyNames": _no_server_fields(),
+            "additionalProperties": True,
+            "description": note,
+        },
+    }
+
+
+def _task_summary_properties() -> Json:
+    return {
+        "id": {"type": "string", "examples": [TASK_ID_EXAMPLE]},
+        "userId": {"type": "string", "description": "The owner (the token's `sub`)"},
+        "feature_id": {"type": "string"},
+        "status": ref("TaskStatus"),
+        "is_batch": {"type": "boolean"},
+        "batch_total": _integer(1),
+        "batch_success": _integer(0),
+        "batch_failed": _integer(0),
+        "batch_cancelled": _integer(0),
+        "quota_cost": _integer(0, description="Cost of one image (per attempt)"),
+        "createdAt": {"type": "string", "format": "date-time"},
+        "updatedAt": {"type": "string", "format": "date-time"},
+    }
+
+
+def _task_details_schema() -> Json:
+    properties = {
+        **_task_summary_properties(),
+        "batch_pending": _integer(0),
+        "batch_processing": _integer(0),
+        "input_data": _open_object("The parameters used, defaults filled in"),
+        "round": _integer(1, description="1, plus one per retry-failed"),
+        "error_message": _nullable("string"),
+        "batch_items": {"type": "array", "items": ref("BatchItem")},
+        "output_url": _nullable(
+            "string", description="Single tasks only: the result's presigned GET URL, or null"
+        ),
+    }
+    required = [name for name in properties if name != "output_url"]
+    return _closed(properties, required, description="Counters and items are live")
+
+
+def _batch_item_schema() -> Json:
+    return _closed(
+        {
+            "index": _integer(0, description="Position in input_images"),
+            "input_url": {"type": "string"},
+            "status": ref("ItemStatus"),
+            "output_url": _nullable(
+                "string", description="Fresh presigned GET URL of the result, or null"
+            ),
+            "error_message": _nullable("string"),
+            "error_code": _nullable("string", examples=["not_an_image", "timeout"]),
+            "retryable": _nullable("boolean", description="Whether retrying can help"),
+            "attempt": _integer(1),
+        }
+    )
+
+
+def _created_schemas() -> Json:
+    batch = {
+        "task_id": {"type": "string", "examples": [TASK_ID_EXAMPLE]},
+        "batch_total": _integer(1),
+        "quota_cost": _integer(0, description="Charged in total: images x the feature's cost"),
+        "created_at": {"type": "string", "format": "date-time"},
+    }
+    return {
+        "BatchTaskCreated": _closed(batch),
+        "SingleTaskCreated": _closed({**batch, "status": ref("TaskStatus")}),
+    }
+
+
+def _account_schemas() -> Json:
+    return {
+        "LedgerEntry": _closed(
+            {
+                "entry_id": {"type": "string"},
+                "kind": {"type": "string", "enum": ["charge", "refund"]},
+                "amount": _integer(0),
+                "task_id": _nullable("string"),
+                "items": {"type": "array", "items": _integer(0)},
+                "created_at": {"type": "string", "format": "date-time"},
+            }
+        ),
+        "Quota": _closed(
+            {
+                "balance": _integer(),
+                "plan": {"type": "string", "enum": list(PLANS)},
+                "ledger": {
+                    "type": "array",
+                    "items": ref("LedgerEntry"),
+                    "description": "Recent charges and refunds, newest first",
+                },
+            }
+        ),
+        "Feature": _closed(
+            {
+                "feature_id": {"type": "string"},
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "quota_cost": _integer(0, description="Charged per image"),
+                "rate_limit": _closed(
+                    {"limit": _integer(0), "window_seconds": _integer(1)}
+                ),
+                "parameters_schema": _open_object("JSON Schema of the feature's input_data"),
+            }
+        ),
+        "FeatureList": _closed({"features": {"type": "array", "items": ref("Feature")}}),
+        "Upload": _closed(
+            {
+                "upload_url": {"type": "string", "description": "Presigned PUT URL"},
+                "input_url": {
+                    "type": "string",
+                    "pattern": "^s3://",
+                    "description": "Put this in input_images once the PUT succeeded",
+                },
+                "headers": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "Headers the PUT must send",
+                },
+                "expires_at": {"type": "string", "format": "date-time"},
+            }
+        ),
+        "UploadList": _closed({"uploads": {"type": "array", "items": ref("Upload")}}),
+    }
+
+
+def _reply_schemas() -> Json:
+    summary = _task_summary_properties()
+    return {
+        "TaskStatus": {"type": "string", "enum": [status.value for status in TaskStatus]},
+        "ItemStatus": {"type": "string", "enum": [status.value for status in ItemStatus]},
+        **_created_schemas(),
+        "TaskSummary": _closed(summary),
+        "TaskDetails": _task_details_schema(),
+        "BatchItem": _batch_item_schema(),
+        "TaskPage": _closed(
+            {
+                "tasks": {"type": "array", "items": ref("TaskSummary")},
+                "next_cursor": _nullable(
+                    "string", description="Pass as `cursor` for the next page; null at the end"
+                ),
+            }
+        ),
+        "RetryFailedReply": _closed(
+            {
+                "success": {"const": True},
+                "message": {"type": "string", "examples": ["已重新提交3个失败项"]},
+                "quota_cost": _integer(0, description="Charged for the resubmitted items"),
+            }
+        ),
+        "CancelReply": _closed(
+            {
+                "success": {"const": True},
+                "message": {"type": "string", "examples": ["任务已取消，返还5配额"]},
+                "refund_amount": _integer(0),
+            }
+        ),
+        **_account_schemas(),
+    }
+
+
+def _schemas() -> Json:
+    return {**_request_schemas(), **_reply_schemas(), **_error_schemas()}
+
+
+# ---------------------------------------------------------------------- shared components
+
+
+def _parameters() -> Json:
+    return {
+        "TaskId": {
+            "name": "taskId",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1},
+            "description": "The `task_id` returned on creation",
+            "example": TASK_ID_EXAMPLE,
+        },
+        "IdempotencyKey": {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1},
+            "description": "Repeating a request with the same key returns the first reply "
+            "without a second charge",
+            "example": "0d6f1c1e-8b9f-4f5e-9c59-1a8a2b7d3e4f",
+        },
+    }
+
+
+def _headers() -> Json:
+    return {
+        "RetryAfter": {
+            "description": "Seconds until the rate-limit window resets",
+            "required": True,
+            "schema": _integer(1),
+        },
+        "Location": {
+            "description": "Presigned S3 URL of the ZIP",
+            "required": True,
+            "schema": {"type": "string"},
+        },
+        "CacheControl": {"schema": {"type": "string", "const": "no-store"}},
+    }
+
+
+def _shared_responses() -> Json:
+    unauthorized = (
+        "Missing, malformed or expired token: API Gateway's JWT authorizer answers "
+        "`{\"message\": \"Unauthorized\"}`. A valid token without a `sub` claim gets the "
+        "envelope with errorCode 4010."
+    )
+    return {
+        "Unauthorized": {
+            "description": unauthorized,
+            "content": _json_content(
+                {"anyOf": [ref("GatewayMessage"), ref("Error4010")]},
+                {"Gateway": {"message": "Unauthorized"}, "No sub claim": _failure(4010, "Unauthorized")},
+            ),
+        },
+        "ServerError": {
+            "description": "Anything unexpected (no internal detail in the body); API Gateway "
+            "answers `{\"message\": \"Internal Server Error\"}` if the function itself fails",
+            "content": _json_content(
+                {"anyOf": [ref("Error5000"), ref("GatewayMessage")]},
+                {
+                    "Handler": _failure(5000, errors.DomainError.default_message),
+                    "Gateway": {"message": "Internal Server Error"},
+                },
+            ),
+        },
+    }
+
+
+def _components() -> Json:
+    return {
+        "securitySchemes": {
+            SECURITY_SCHEME: {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "A Cognito user pool token; the user id is its `sub` claim",
+            }
+        },
+        "schemas": _schemas(),
+        "parameters": _parameters(),
+        "headers": _headers(),
+        "responses": _shared_responses(),
+    }
+
+
+# ---------------------------------------------------------------------- replies of operations
+
+
+def _shared(name: str) -> Json:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _param(name: str) -> Json:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _ok(schema_name: str, example: Any, description: str = "OK") -> Json:
+    envelope = _closed({"success": {"const": True}, "data": ref(schema_name)})
+    return {
+        "description": description,
+        "content": _json_content(envelope, {"OK": {"success": True, "data": example}}),
+    }
+
+
+def _ok_flat(schema_name: str, example: Json) -> Json:
+    return {"description": "OK", "content": _json_content(ref(schema_name), {"OK": example})}
+
+
+def _error(description: str, examples: dict[str, Example]) -> Json:
+    """A failure reply; its schema allows exactly the errorCodes of the examples."""
+    values: Json = {}
+    codes: list[int] = []
+    for name, example in examples.items():
+        error, message = example if isinstance(example, tuple) else (example, example.default_message)
+        values[name] = _failure(error.error_code, message)
+        if error.error_code not in codes:
+            codes.append(error.error_code)
+    schemas = [ref(f"Error{code}") for code in codes]
+    schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+    return {"description": description, "content": _json_content(schema, values)}
+
+
+def _bad_request(examples: dict[str, str]) -> Json:
+    return _error(
+        "Invalid body or query (errorCode 4001); nothing is charged",
+        {name: (errors.InvalidRequest, message) for name, message in examples.items()},
+    )
+
+
+def _rate_limited() -> Json:
+    example = _failure(errors.RateLimited.error_code, errors.RateLimited.default_message)
+    example["rateLimitInfo"] = {"resetAt": 1746088260, "remaining": 0}
+    return {
+        "description": "Too many requests for this feature in the current window",
+        "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
+        "content": _json_content(ref("Error4029"), {"Rate limited": example}),
+    }
+
+
+def _task_forbidden() -> Json:
+    return _error(
+        "The task belongs to someone else",
+        ["Error4003"],
+        {"Not the owner": (errors.Forbidden.error_code, errors.NotTaskOwner.default_message)},
+    )
+
+
+def _task_not_found() -> Json:
+    return _error(
+        "No such task",
+        ["Error4004"],
+        {"Unknown task": (errors.NotFound.error_code, errors.TaskNotFound.default_message)},
+    )
+
+
+def _start_failed() -> Json:
+    return _error(
+        "Processing could not be started; the charge has been undone",
+        ["Error5000"],
+        {"Start failed": (errors.StartFailed.error_code, errors.StartFailed.default_message)},
+    )
+
+
+def _create_errors(bad_request: dict[str, str]) -> Json:
+    forbidden = errors.Forbidden.error_code
+    return {
+        "400": _bad_request(bad_request),
+        "401": _shared("Unauthorized"),
+        "403": _error(
+            "Feature disabled or not in the caller's plan (4003), or quota insufficient (1003)",
+            ["Error4003", "Error1003"],
+            {
+                "Feature disabled": (forbidden, errors.FeatureDisabled.default_message),
+                "Plan not allowed": (forbidden, errors.PlanNotAllowed.default_message),
+                "Quota insufficient": (
+                    errors.QuotaInsufficient.error_code,
+                    errors.QuotaInsufficient.default_message,
+                ),
+            },
+        ),
+        "404": _error(
+            "The feature does not exist (or was deleted)",
+            ["Error4004"],
+            {"Unknown feature": (errors.NotFound.error_code, errors.FeatureNotFound.default_message)},
+        ),
+        "409": _error(
+            "Contention on the account outlasted the retries, or a request with the same "
+            "Idempotency-Key is still in progress",
+            ["Error4009"],
+            {"Conflict": (errors.StateConflict.error_code, errors.ConcurrentUpdate.default_message)},
+        ),
+        "429": _rate_limited(),
+        "500": _shared("ServerError"),
+        "503": _start_failed(),
+    }
+
+
+# ---------------------------------------------------------------------- operations
+
+_BODY_ERRORS: Final = {
+    "Body not JSON": "请求体不是合法的JSON",
+    "Body not an object": "请求体必须是JSON对象",
+    "Server-owned field": "batch_items由服务端维护，不能由客户端提交",
+    "feature_id missing": "feature_id不能为空",
+    "input_data too large": "input_data过大",
+    "input_data invalid": "input_data参数无效: brightness: 300 is greater than the maximum of 100",
+}
+
+
+def _create_batch() -> Json:
+    example_body = {
+        "feature_id": "basic_clean",
+        "input_images": [IMAGE_EXAMPLE, "https://images.unsplash.com/photo-1.jpg"],
+        "input_data": {"brightness": 10, "contrast": 5},
+    }
+    created = {"task_id": TASK_ID_EXAMPLE, "batch_total": 2, "quota_cost": 2,
+               "created_at": TIME_EXAMPLE}
+    bad_request = {
+        "input_images not an array": "input_images必须是数组",
+        "No images": "至少需要上传1张图片",
+        "Too many images": "批量处理最多支持50张图片",
+        **_BODY_ERRORS,
+        "Image not allowed": f"第1张图片: {FAILURE_MESSAGES['blocked_destination']}",
+    }
+    return {
+        "tags": ["tasks"],
+        "operationId": "createBatchTask",
+        "summary": "Create a batch task (1 to 50 images)",
+        "description": "Checks the feature (exists, not deleted, enabled), the caller's plan, "
+        "input_data against the feature's parameters_schema and the rate limit; then charges "
+        "`len(input_images) x quota_cost` and creates the task in one transaction, and starts "
+        "processing without waiting for it. Poll GET /api/tasks/{taskId}.",
+        "security": BEARER,
+        "parameters": [_param("IdempotencyKey")],
+        "requestBody": {
+            "required": True,
+            "content": _json_content(ref("BatchTaskRequest"), {"Batch": example_body}),
+        },
+        "responses": {
+            "200": _ok("BatchTaskCreated", created, "Charged and started"),
+            **_create_errors(bad_request),
+        },
+    }
+
+
+def _create_single() -> Json:
+    example_body = {"feature_id": "basic_clean", "input_image": IMAGE_EXAMPLE,
+                    "input_data": {"brightness": 10}}
+    created = {"task_id": TASK_ID_EXAMPLE, "batch_total": 1, "quota_cost": 1,
+               "created_at": TIME_EXAMPLE, "status": TaskStatus.PENDING.value}
+    bad_request = {**_BODY_ERRORS, "input_image missing": "input_image必须是非空字符串"}
+    return {
+        "tags": ["tasks"],
+        "operationId": "createTask",
+        "summary": "Create a single-image task",
+        "description": "Same checks, charge and engine as a batch of one; the task has "
+        "`is_batch: false`.",
+        "security": BEARER,
+        "requestBody": {
+            "required": True,
+            "content": _json_content(ref("SingleTaskRequest"), {"Single": example_body}),
+        },
+        "responses": {
+            "200": _ok("SingleTaskCreated", created, "Charged and started"),
+            **_create_errors(bad_request),
+        },
+    }
+
+
+def _list_tasks() -> Json:
+    page = {"tasks": [_summary_example()], "next_cursor": None}
+    return {
+        "tags": ["tasks"],
+        "operationId": "listTasks",
+        "summary": "The caller's tasks, newest first",
+        "security": BEARER,
+        "parameters": [
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": _integer(1, maximum=MAX_LIST_LIMIT, default=DEFAULT_LIST_LIMIT),
+                "description": "Page size",
+            },
+            {
+                "name": "cursor",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "`next_cursor` of the previous page (opaque)",
+            },
+        ],
+        "responses": {
+            "200": _ok("TaskPage", page),
+            "400": _bad_request(
+                {"Bad limit": "limit必须是1到100之间的整数", "Bad cursor": "cursor无效"}
+            ),
+            "401": _shared("Unauthorized"),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _summary_example() -> Json:
+    return {
+        "id": TASK_ID_EXAMPLE, "userId": "user-123", "feature_id": "basic_clean",
+        "status": TaskStatus.PARTIAL_SUCCESS.value, "is_batch": True, "batch_total": 2,
+        "batch_success": 1, "batch_failed": 1, "batch_cancelled": 0, "quota_cost": 1,
+        "createdAt": TIME_EXAMPLE, "updatedAt": TIME_EXAMPLE,
+    }
+
+
+def _details_example() -> Json:
+    done = {"index": 0, "input_url": IMAGE_EXAMPLE, "status": ItemStatus.SUCCESS.value,
+            "output_url": "https://pixelbatch-outputs.s3.amazonaws.com/...&X-Amz-Signature=...",
+            "error_message": None, "error_code": None, "retryable": None, "attempt": 1}
+    failed = {"index": 1, "input_url": "https://images.unsplash.com/photo-1.jpg",
+              "status": ItemStatus.FAILED.value, "output_url": None,
+              "error_message": FAILURE_MESSAGES["not_an_image"], "error_code": "not_an_image",
+              "retryable": False, "attempt": 1}
+    return {
+        **_summary_example(), "batch_pending": 0, "batch_processing": 0,
+        "input_data": {"brightness": 10, "contrast": 5}, "round": 1, "error_message": None,
+        "batch_items": [done, failed],
+    }
+
+
+def _get_task() -> Json:
+    return {
+        "tags": ["tasks"],
+        "operationId": "getTask",
+        "summary": "A task with its items, live while it runs",
+        "security": BEARER,
+        "parameters": [_param("TaskId")],
+        "responses": {
+            "200": _ok("TaskDetails", _details_example()),
+            "401": _shared("Unauthorized"),
+            "403": _task_forbidden(),
+            "404": _task_not_found(),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _download_zip() -> Json:
+    return {
+        "tags": ["tasks"],
+        "operationId": "downloadTaskZip",
+        "summary": "Redirect to the ZIP of a batch's results",
+        "description": "The ZIP holds `result_<index+1>.<ext>` for every successful item and a "
+        "manifest; it is served with `Content-Disposition: attachment; "
+        "filename=\"batch_<taskId>.zip\"`.",
+        "security": BEARER,
+        "parameters": [
+            _param("TaskId"),
+            {
+                "name": "successOnly",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "boolean", "default": True},
+                "description": "Validated (true/false, also 1/0, any case) but not used yet: the "
+                "ZIP only ever holds the successful results",
+            },
+        ],
+        "responses": {
+            "302": {
+                "description": "Found: a fresh presigned GET URL of the ZIP (empty body)",
+                "headers": {
+                    "Location": {"$ref": "#/components/headers/Location"},
+                    "Cache-Control": {"$ref": "#/components/headers/CacheControl"},
+                },
+            },
+            "400": _bad_request(
+                {
+                    "Not a batch": errors.NotABatchTask.default_message,
+                    "Nothing to download": errors.NothingToDownload.default_message,
+                    "Bad successOnly": "successOnly必须是true或false",
+                }
+            ),
+            "401": _shared("Unauthorized"),
+            "403": _task_forbidden(),
+            "404": _task_not_found(),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _retry_failed() -> Json:
+    forbidden = errors.Forbidden.error_code
+    return {
+        "tags": ["tasks"],
+        "operationId": "retryFailedItems",
+        "summary": "Run a batch's failed items again",
+        "description": "Charges the failed items once (concurrent calls charge once between "
+        "them) and runs them again.",
+        "security": BEARER,
+        "parameters": [_param("TaskId"), _param("IdempotencyKey")],
+        "responses": {
+            "200": _ok_flat(
+                "RetryFailedReply",
+                {"success": True, "message": "已重新提交3个失败项", "quota_cost": 3},
+            ),
+            "400": _bad_request(
+                {
+                    "Nothing failed": errors.NoFailedItems.default_message,
+                    "Not a batch": errors.NotABatchTask.default_message,
+                }
+            ),
+            "401": _shared("Unauthorized"),
+            "403": _error(
+                "Someone else's task (4003), or quota insufficient (1003)",
+                ["Error4003", "Error1003"],
+                {
+                    "Not the owner": (forbidden, errors.NotTaskOwner.default_message),
+                    "Quota insufficient": (
+                        errors.QuotaInsufficient.error_code,
+                        errors.QuotaInsufficient.default_message,
+                    ),
+                },
+            ),
+            "404": _task_not_found(),
+            "409": _error(
+                "The task's state changed or forbids a retry (e.g. cancelled)",
+                ["Error4009"],
+                {"State changed": (errors.StateConflict.error_code, "任务状态已变化，请刷新后重试")},
+            ),
+            "500": _shared("ServerError"),
+            "503": _start_failed(),
+        },
+    }
+
+
+def _cancel() -> Json:
+    return {
+        "tags": ["tasks"],
+        "operationId": "cancelTask",
+        "summary": "Cancel a running batch",
+        "description": "Moves every unfinished item to cancelled and refunds each charged "
+        "attempt that has not succeeded, exactly once, even while items are finishing.",
+        "security": BEARER,
+        "parameters": [_param("TaskId"), _param("IdempotencyKey")],
+        "responses": {
+            "200": _ok_flat(
+                "CancelReply",
+                {"success": True, "message": "任务已取消，返还5配额", "refund_amount": 5},
+            ),
+            "400": _bad_request({"Not a batch": errors.NotABatchTask.default_message}),
+            "401": _shared("Unauthorized"),
+            "403": _task_forbidden(),
+            "404": _task_not_found(),
+            "409": _error(
+                "The task's state forbids it (e.g. already finished)",
+                ["Error4009"],
+                {"Finished": (errors.StateConflict.error_code, errors.StateConflict.default_message)},
+            ),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _get_quota() -> Json:
+    ledger = [{"entry_id": f"charge#{TASK_ID_EXAMPLE}#r1", "kind": "charge", "amount": 2,
+               "task_id": TASK_ID_EXAMPLE, "items": [0, 1], "created_at": TIME_EXAMPLE}]
+    return {
+        "tags": ["account"],
+        "operationId": "getQuota",
+        "summary": "Quota balance, plan and recent ledger entries",
+        "security": BEARER,
+        "responses": {
+            "200": _ok("Quota", {"balance": 98, "plan": "free", "ledger": ledger}),
+            "401": _shared("Unauthorized"),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _list_features() -> Json:
+    feature = {
+        "feature_id": "basic_clean", "name": "Basic clean",
+        "description": "Auto-orient, then adjust brightness and contrast.", "quota_cost": 1,
+        "rate_limit": {"limit": 30, "window_seconds": 60},
+        "parameters_schema": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"brightness": {"type": "integer", "minimum": -100, "maximum": 100}},
+        },
+    }
+    return {
+        "tags": ["account"],
+        "operationId": "listFeatures",
+        "summary": "The features the caller's plan may use, with their parameter schemas",
+        "security": BEARER,
+        "responses": {
+            "200": _ok("FeatureList", {"features": [feature]}),
+            "401": _shared("Unauthorized"),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _create_uploads() -> Json:
+    body = {"files": [{"filename": "photo.jpg", "content_type": "image/jpeg", "size": 482113}]}
+    upload = {"upload_url": "https://pixelbatch-uploads.s3.amazonaws.com/uploads/...",
+              "input_url": IMAGE_EXAMPLE, "headers": {"Content-Type": "image/jpeg"},
+              "expires_at": TIME_EXAMPLE}
+    return {
+        "tags": ["account"],
+        "operationId": "createUploads",
+        "summary": "Presigned PUT URLs for 1 to 50 images, one per file in order",
+        "description": "PUT each file's bytes to `upload_url` with `headers`, then use "
+        "`input_url` in a task.",
+        "security": BEARER,
+        "requestBody": {
+            "required": True,
+            "content": _json_content(ref("UploadsRequest"), {"One file": body}),
+        },
+        "responses": {
+            "200": _ok("UploadList", {"uploads": [upload]}),
+            "400": _bad_request(
+                {
+                    "files not an array": "files必须是数组",
+                    "No files": "至少需要上传1张图片",
+                    "Too many files": "批量处理最多支持50张图片",
+                    "Unsupported type": "files[0]: 不支持的文件类型 text/plain",
+                    "Too large": "files[0]: 图片文件过大",
+                }
+            ),
+            "401": _shared("Unauthorized"),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _openapi_json() -> Json:
+    return {
+        "tags": ["docs"],
+        "operationId": "getOpenApiDocument",
+        "summary": "This document",
+        "security": PUBLIC,
+        "responses": {
+            "200": {
+                "description": "The OpenAPI 3.1 document",
+                "content": {"application/json": {"schema": _open_object("OpenAPI document")}},
+            },
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _docs_page() -> Json:
+    return {
+        "tags": ["docs"],
+        "operationId": "getDocsPage",
+        "summary": "A readable page of this document (no token needed)",
+        "security": PUBLIC,
+        "responses": {
+            "200": {
+                "description": "Self-contained HTML",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _paths() -> Json:
+    return {
+        "/api/tasks/batch": {"post": _create_batch()},
+        "/api/tasks": {"get": _list_tasks(), "post": _create_single()},
+        "/api/tasks/{taskId}": {"get": _get_task()},
+        "/api/tasks/{taskId}/download-zip": {"get": _download_zip()},
+        "/api/tasks/{taskId}/retry-failed": {"post": _retry_failed()},
+        "/api/tasks/{taskId}/cancel": {"post": _cancel()},
+        "/api/quota": {"get": _get_quota()},
+        "/api/features": {"get": _list_features()},
+        "/api/uploads": {"post": _create_uploads()},
+        "/api/openapi.json": {"get": _openapi_json()},
+        "/api/docs": {"get": _docs_page()},
+    }
+
+
+_DESCRIPTION: Final = (
+    "Batch image processing. Every route but the two docs routes needs "
+    "`Authorization: Bearer <JWT>`.\n\n"
+    "Success: `{\"success\": true, \"data\": {...}}` (retry-failed and cancel put their fields "
+    "beside `success`). Failure: `{\"success\": false, \"errorCode\": <int>, \"message\": "
+    "\"...\"}` with 400/4001, 403/4003, 403/1003 (quota), 404/4004, 409/4009, 429/4029 (with "
+    "`Retry-After` and `rateLimitInfo`), 500/5000 and 503/5000 (processing could not start, "
+    "charge undone). 401 is API Gateway's `{\"message\": \"Unauthorized\"}`."
+)
+
+
+def build_document(server_url: str = "/") -> Json:
+    """The whole document; `server_url` is relative so it resolves against wherever it is
+    served (use `/<stage>` behind a named API Gateway stage)."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": "PixelBatch API", "version": API_VERSION, "description": _DESCRIPTION},
+        "servers": [{"url": server_url, "description": "This API, wherever it is served"}],
+        "tags": [
+            {"name": "tasks", "description": "Create, follow, download, retry and cancel tasks"},
+            {"name": "account", "description": "Quota, features and uploads"},
+            {"name": "docs", "description": "This document (public)"},
+        ],
+        "paths": _paths(),
+        "components": _components(),
+    }
