@@ -25,7 +25,7 @@ import boto3
 from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
-from devstack import dynamodb_lock, resources, seam
+from devstack import dynamodb_lock, resources, seam, sfn_fix
 from devstack.handlers import REPO_TEMPLATE, HandlerRegistry, LambdaHandler
 from devstack.handlers import ensure_layers_importable as _ensure_layers_importable
 from devstack.template import Naming, Template, load_template
@@ -118,6 +118,7 @@ class LocalStack:
             self._apply_environment()
             self._enable_state_machine_execution()
             dynamodb_lock.install()  # Map iterations write concurrently; moto is not atomic
+            sfn_fix.install()  # a state machine must be able to run more than once
             seam.install(self.registry.get)
             _ensure_layers_importable(self.template)
             self._create_resources()
@@ -133,6 +134,7 @@ class LocalStack:
         if self._server is None:
             return
         seam.uninstall()
+        sfn_fix.uninstall()
         # moto's backends are process-global: leave them empty for whoever comes next
         with contextlib.suppress(OSError):
             self._post("/moto-api/reset", None)

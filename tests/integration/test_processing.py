@@ -9,7 +9,7 @@ import threading
 import zipfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 from PIL import Image, ImageStat
@@ -78,8 +78,12 @@ def zip_of(stack: Stack, user: str, task_id: str) -> zipfile.ZipFile:
     location = reply.headers["Location"]
     disposition = parse_qs(urlparse(location).query)["response-content-disposition"][0]
     assert disposition == f'attachment; filename="batch_{task_id}.zip"'
-    key = urlparse(location).path.split("/", 2)[2]
-    body = stack.s3.get_object(Bucket=stack.env["OUTPUTS_BUCKET"], Key=key)["Body"].read()
+    bucket = stack.env["OUTPUTS_BUCKET"]
+    url = urlparse(location)
+    key = url.path.lstrip("/")
+    if not url.netloc.startswith(bucket):  # path-style URL: /bucket/key
+        key = key.split("/", 1)[1]
+    body = stack.s3.get_object(Bucket=bucket, Key=unquote(key))["Body"].read()
     return zipfile.ZipFile(io.BytesIO(body))
 
 

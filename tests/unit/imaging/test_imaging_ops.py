@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from PIL import Image, ImageChops, ImageEnhance, ImageFilter, ImageStat
-
 from pixelbatch.imaging.ops import OPS
 
 Photo = Callable[[str], Image.Image]
@@ -20,6 +19,12 @@ def run_op(name: str, im: Image.Image, **params: Any) -> Image.Image:
     return spec.apply(im, spec.bind(params))
 
 
+def px(im: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    value = im.getpixel(xy)
+    assert isinstance(value, tuple)
+    return value
+
+
 def luma_mean(im: Image.Image) -> float:
     return ImageStat.Stat(im.convert("L")).mean[0]
 
@@ -29,7 +34,9 @@ def luma_std(im: Image.Image) -> float:
 
 
 def max_diff(a: Image.Image, b: Image.Image) -> int:
-    return max(ImageStat.Stat(ImageChops.difference(a, b)).extrema[i][1] for i in range(len(a.getbands())))
+    return max(
+        ImageStat.Stat(ImageChops.difference(a, b)).extrema[i][1] for i in range(len(a.getbands()))
+    )
 
 
 def rms_diff(a: Image.Image, b: Image.Image) -> float:
@@ -171,8 +178,8 @@ def test_pad_centres_on_white_and_shrinks_big_images(photo: Photo) -> None:
 def test_pad_with_transparent_colour_adds_alpha(photo: Photo) -> None:
     out = run_op("pad", photo("chelsea.png"), width=460, height=460, color="#ffffff00")
     assert out.mode == "RGBA"
-    assert out.getpixel((0, 0))[3] == 0
-    assert out.getpixel((230, 230))[3] == 255
+    assert px(out, (0, 0))[3] == 0
+    assert px(out, (230, 230))[3] == 255
 
 
 def test_crop_by_fractions_and_by_aspect(photo: Photo) -> None:
@@ -285,11 +292,12 @@ def test_ops_do_not_modify_their_input(photo: Photo) -> None:
     im = photo("chelsea.png")
     before = im.copy()
     rng = random.Random(7)
-    for name, params in [
+    steps: list[tuple[str, dict[str, Any]]] = [
         ("watermark_text", {"text": "x"}),
         ("pad", {"width": 500, "height": 500}),
         ("brightness", {"amount": rng.randint(1, 50)}),
         ("denoise", {"strength": 4}),
-    ]:
+    ]
+    for name, params in steps:
         run_op(name, im, **params)
     assert max_diff(im, before) == 0

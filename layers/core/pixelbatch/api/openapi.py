@@ -22,21 +22,39 @@ from pixelbatch.models import PLANS, ItemStatus, TaskStatus
 from pixelbatch.settings import Settings
 
 Json = dict[str, Any]
+Example = type[errors.DomainError] | tuple[type[errors.DomainError], str]
 
 OPENAPI_VERSION: Final = "3.1.0"
 API_VERSION: Final = "1.0.0"
 SECURITY_SCHEME: Final = "bearerAuth"
 BEARER: Final[list[Json]] = [{SECURITY_SCHEME: []}]
 PUBLIC: Final[list[Json]] = []
+UNAUTHORIZED_CODE: Final = 4010  # api.http's reply when a verified token has no `sub`
 
 MAX_FEATURE_ID_LENGTH: Final = 64
 MAX_FILENAME_LENGTH: Final = 200
 MAX_LIST_LIMIT: Final = 100
 DEFAULT_LIST_LIMIT: Final = 20
 NOT_BLANK: Final = r"\S"
+IDEMPOTENCY_KEY_PATTERN: Final = r"^[A-Za-z0-9._:\-]{8,128}$"
 TASK_ID_EXAMPLE: Final = "3f2c9a7e5b8d4c1fa0e6b2d97c4e8a15"
 TIME_EXAMPLE: Final = "2025-05-01T08:30:00.123456Z"
 IMAGE_EXAMPLE: Final = "s3://pixelbatch-uploads/uploads/user-123/9b1d.../photo.jpg"
+
+_KEY_IN_PROGRESS: Final = "相同Idempotency-Key的请求正在处理中"
+_IDEMPOTENCY_ERRORS: Final = {
+    "Bad Idempotency-Key": "Idempotency-Key必须是8到128位的字母、数字或._:-",
+    "Key reused": "Idempotency-Key已用于另一个不同的请求",
+}
+
+_BODY_ERRORS: Final = {
+    "Body not JSON": "请求体不是合法的JSON",
+    "Body not an object": "请求体必须是JSON对象",
+    "Server-owned field": "batch_items由服务端维护，不能由客户端提交",
+    "feature_id missing": "feature_id不能为空",
+    "input_data too large": "input_data过大",
+    "input_data invalid": "input_data参数无效: brightness: 300 is greater than the maximum of 100",
+}
 
 
 # ---------------------------------------------------------------------- small builders
@@ -122,7 +140,7 @@ def _error_schemas() -> Json:
         "Error4004": _error_schema(errors.NotFound.error_code, "Not found (404)"),
         "Error4009": _error_schema(errors.StateConflict.error_code, "State conflict (409)"),
         "Error4010": _error_schema(
-            4010, "Unauthorized, from the function: the token carried no `sub` claim"
+            UNAUTHORIZED_CODE, "Unauthorized, from the function: the token carried no `sub` claim"
         ),
         "Error4029": _rate_limited_schema(),
         "Error5000": _error_schema(errors.DomainError.error_code, "Server error (500, 503)"),
@@ -172,8 +190,10 @@ def _no_server_fields() -> Json:
 
 def _request_schemas() -> Json:
     shared = _task_body_properties()
-    owned = ", ".join(f"`{name}`" for name in SERVER_OWNED_FIELDS)
-    note = f"Other keys are ignored, except server-owned ones ({owned}), refused with a 400."
+    note = (
+        "Unknown keys are ignored, but the server-owned ones (`batch_items`, `status`, counters, "
+        "charges...: those listed in `propertyNames`) are refused with a 400."
+    )
     return {
         "BatchTaskRequest": {
             "type": "object",
@@ -412,9 +432,10 @@ def _parameters() -> Json:
             "name": "Idempotency-Key",
             "in": "header",
             "required": False,
-            "schema": {"type": "string", "minLength": 1},
-            "description": "Repeating a request with the same key returns the first reply "
-            "without a second charge",
+            "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+            "description": "Repeating a successful request with the same key (for 24 h) returns "
+            "the first reply without moving money again; the same key with a different body is "
+            "refused (400), and one still in progress gets a 409. Failures are not remembered.",
             "example": "0d6f1c1e-8b9f-4f5e-9c59-1a8a2b7d3e4f",
         },
     }
@@ -447,7 +468,10 @@ def _shared_responses() -> Json:
             "description": unauthorized,
             "content": _json_content(
                 {"anyOf": [ref("GatewayMessage"), ref("Error4010")]},
-                {"Gateway": {"message": "Unauthorized"}, "No sub claim": _failure(4010, "Unauthorized")},
+                {
+                    "Gateway": {"message": "Unauthorized"},
+                    "No sub claim": _failure(UNAUTHORIZED_CODE, "Unauthorized"),
+                },
             ),
         },
         "ServerError": {
@@ -506,16 +530,18 @@ def _ok_flat(schema_name: str, example: Json) -> Json:
 
 def _error(description: str, examples: dict[str, Example]) -> Json:
     """A failure reply; its schema allows exactly the errorCodes of the examples."""
-    values: Json = {}
-    codes: list[int] = []
-    for name, example in examples.items():
-        error, message = example if isinstance(example, tuple) else (example, example.default_message)
-        values[name] = _failure(error.error_code, message)
-        if error.error_code not in codes:
-            codes.append(error.error_code)
+    values = {name: _failure_of(example) for name, example in examples.items()}
+    codes = dict.fromkeys(value["errorCode"] for value in values.values())
     schemas = [ref(f"Error{code}") for code in codes]
     schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
     return {"description": description, "content": _json_content(schema, values)}
+
+
+def _failure_of(example: Example) -> Json:
+    if isinstance(example, tuple):
+        error, message = example
+        return _failure(error.error_code, message)
+    return _failure(example.error_code, example.default_message)
 
 
 def _bad_request(examples: dict[str, str]) -> Json:
@@ -523,6 +549,15 @@ def _bad_request(examples: dict[str, str]) -> Json:
         "Invalid body or query (errorCode 4001); nothing is charged",
         {name: (errors.InvalidRequest, message) for name, message in examples.items()},
     )
+
+
+def _conflict(description: str, examples: dict[str, str]) -> Json:
+    conflicts: dict[str, Example] = {
+        name: (errors.StateConflict, message) for name, message in examples.items()
+    }
+    conflicts["Same key in progress"] = (errors.StateConflict, _KEY_IN_PROGRESS)
+    conflicts["Contention"] = errors.ConcurrentUpdate
+    return _error(description, conflicts)
 
 
 def _rate_limited() -> Json:
@@ -536,56 +571,40 @@ def _rate_limited() -> Json:
 
 
 def _task_forbidden() -> Json:
-    return _error(
-        "The task belongs to someone else",
-        ["Error4003"],
-        {"Not the owner": (errors.Forbidden.error_code, errors.NotTaskOwner.default_message)},
-    )
+    return _error("The task belongs to someone else", {"Not the owner": errors.NotTaskOwner})
 
 
 def _task_not_found() -> Json:
-    return _error(
-        "No such task",
-        ["Error4004"],
-        {"Unknown task": (errors.NotFound.error_code, errors.TaskNotFound.default_message)},
-    )
+    return _error("No such task", {"Unknown task": errors.TaskNotFound})
 
 
 def _start_failed() -> Json:
     return _error(
         "Processing could not be started; the charge has been undone",
-        ["Error5000"],
-        {"Start failed": (errors.StartFailed.error_code, errors.StartFailed.default_message)},
+        {"Start failed": errors.StartFailed},
     )
 
 
 def _create_errors(bad_request: dict[str, str]) -> Json:
-    forbidden = errors.Forbidden.error_code
     return {
-        "400": _bad_request(bad_request),
+        "400": _bad_request({**bad_request, **_IDEMPOTENCY_ERRORS}),
         "401": _shared("Unauthorized"),
         "403": _error(
             "Feature disabled or not in the caller's plan (4003), or quota insufficient (1003)",
-            ["Error4003", "Error1003"],
             {
-                "Feature disabled": (forbidden, errors.FeatureDisabled.default_message),
-                "Plan not allowed": (forbidden, errors.PlanNotAllowed.default_message),
-                "Quota insufficient": (
-                    errors.QuotaInsufficient.error_code,
-                    errors.QuotaInsufficient.default_message,
-                ),
+                "Feature disabled": errors.FeatureDisabled,
+                "Plan not allowed": errors.PlanNotAllowed,
+                "Quota insufficient": errors.QuotaInsufficient,
             },
         ),
         "404": _error(
             "The feature does not exist (or was deleted)",
-            ["Error4004"],
-            {"Unknown feature": (errors.NotFound.error_code, errors.FeatureNotFound.default_message)},
+            {"Unknown feature": errors.FeatureNotFound},
         ),
-        "409": _error(
-            "Contention on the account outlasted the retries, or a request with the same "
-            "Idempotency-Key is still in progress",
-            ["Error4009"],
-            {"Conflict": (errors.StateConflict.error_code, errors.ConcurrentUpdate.default_message)},
+        "409": _conflict(
+            "A request with the same Idempotency-Key is still in progress, or contention on "
+            "the account outlasted the retries",
+            {},
         ),
         "429": _rate_limited(),
         "500": _shared("ServerError"),
@@ -594,16 +613,6 @@ def _create_errors(bad_request: dict[str, str]) -> Json:
 
 
 # ---------------------------------------------------------------------- operations
-
-_BODY_ERRORS: Final = {
-    "Body not JSON": "请求体不是合法的JSON",
-    "Body not an object": "请求体必须是JSON对象",
-    "Server-owned field": "batch_items由服务端维护，不能由客户端提交",
-    "feature_id missing": "feature_id不能为空",
-    "input_data too large": "input_data过大",
-    "input_data invalid": "input_data参数无效: brightness: 300 is greater than the maximum of 100",
-}
-
 
 def _create_batch() -> Json:
     example_body = {
@@ -654,6 +663,7 @@ def _create_single() -> Json:
         "description": "Same checks, charge and engine as a batch of one; the task has "
         "`is_batch: false`.",
         "security": BEARER,
+        "parameters": [_param("IdempotencyKey")],
         "requestBody": {
             "required": True,
             "content": _json_content(ref("SingleTaskRequest"), {"Single": example_body}),
@@ -784,7 +794,6 @@ def _download_zip() -> Json:
 
 
 def _retry_failed() -> Json:
-    forbidden = errors.Forbidden.error_code
     return {
         "tags": ["tasks"],
         "operationId": "retryFailedItems",
@@ -802,25 +811,22 @@ def _retry_failed() -> Json:
                 {
                     "Nothing failed": errors.NoFailedItems.default_message,
                     "Not a batch": errors.NotABatchTask.default_message,
+                    **_IDEMPOTENCY_ERRORS,
                 }
             ),
             "401": _shared("Unauthorized"),
             "403": _error(
                 "Someone else's task (4003), or quota insufficient (1003)",
-                ["Error4003", "Error1003"],
                 {
-                    "Not the owner": (forbidden, errors.NotTaskOwner.default_message),
-                    "Quota insufficient": (
-                        errors.QuotaInsufficient.error_code,
-                        errors.QuotaInsufficient.default_message,
-                    ),
+                    "Not the owner": errors.NotTaskOwner,
+                    "Quota insufficient": errors.QuotaInsufficient,
                 },
             ),
             "404": _task_not_found(),
-            "409": _error(
-                "The task's state changed or forbids a retry (e.g. cancelled)",
-                ["Error4009"],
-                {"State changed": (errors.StateConflict.error_code, "任务状态已变化，请刷新后重试")},
+            "409": _conflict(
+                "The task was cancelled, or a request with the same Idempotency-Key is still "
+                "in progress",
+                {"Cancelled": "任务已取消，无法重试"},
             ),
             "500": _shared("ServerError"),
             "503": _start_failed(),
@@ -832,9 +838,10 @@ def _cancel() -> Json:
     return {
         "tags": ["tasks"],
         "operationId": "cancelTask",
-        "summary": "Cancel a running batch",
+        "summary": "Cancel a pending or processing task",
         "description": "Moves every unfinished item to cancelled and refunds each charged "
-        "attempt that has not succeeded, exactly once, even while items are finishing.",
+        "attempt that has not succeeded, exactly once, even while items are finishing. "
+        "`refund_amount` is what this call refunded.",
         "security": BEARER,
         "parameters": [_param("TaskId"), _param("IdempotencyKey")],
         "responses": {
@@ -842,14 +849,14 @@ def _cancel() -> Json:
                 "CancelReply",
                 {"success": True, "message": "任务已取消，返还5配额", "refund_amount": 5},
             ),
-            "400": _bad_request({"Not a batch": errors.NotABatchTask.default_message}),
+            "400": _bad_request(dict(_IDEMPOTENCY_ERRORS)),
             "401": _shared("Unauthorized"),
             "403": _task_forbidden(),
             "404": _task_not_found(),
-            "409": _error(
-                "The task's state forbids it (e.g. already finished)",
-                ["Error4009"],
-                {"Finished": (errors.StateConflict.error_code, errors.StateConflict.default_message)},
+            "409": _conflict(
+                "The task has already finished (or was cancelled), or a request with the same "
+                "Idempotency-Key is still in progress",
+                {"Finished": "任务已结束，无法取消"},
             ),
             "500": _shared("ServerError"),
         },

@@ -21,7 +21,8 @@ from .failures import ItemFailure
 from .ops import OPS, OpSpec
 
 # Decided by content: Pillow only runs these parsers, never EPS/PDF (Ghostscript) or the like.
-ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# MPO (multi-picture JPEG from cameras) is opened by the JPEG parser.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 DEFAULT_MAX_PIXELS = 50_000_000
 
 # Pillow raises a zoo of exceptions on malformed data; all of them mean "cannot decode".
