@@ -104,4 +104,5 @@ def cancel(taskId: str) -> Response:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotent.register(context)
     return app.resolve(event, context)

@@ -84,7 +84,7 @@ class BatchRoles:
         asl = json.loads(machine.definition())
         by_arn = {function.arn: function for function in template.functions}
         states = asl["States"]
-        map_name, map_state = next((n, s) for n, s in states.items() if s["Type"] == "Map")
+        map_state = next(state for state in states.values() if state["Type"] == "Map")
         inner = map_state["ItemProcessor"]
         top = _task_function_arns(states)
         return cls(
@@ -135,6 +135,10 @@ class Recorder:
     def of(self, role: str) -> list[tuple[dict[str, Any], Any]]:
         return [(event, context) for r, event, context in self.calls if r == role]
 
+    def snapshot(self) -> Recorder:
+        with self.lock:
+            return Recorder(calls=list(self.calls), peak=self.peak)
+
 
 @dataclass
 class Run:
@@ -144,6 +148,9 @@ class Run:
     execution: dict[str, Any]
     history: list[dict[str, Any]]
     seam_calls: int
+    seam_records: list[seam.Invocation]
+    seam_peak: int
+    second_execution: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +168,11 @@ def run() -> Iterator[Run]:
     with LocalStack(StackConfig(moto_port=0, seed=False), handler_overrides=overrides) as stack:
         assert seam.installed() and dynamodb_lock.installed()
         seam.reset_records()
-        execution, history = _execute(stack, machine)
-        yield Run(stack, roles, recorder, execution, history, seam.invocation_count())
+        execution, history = _execute(stack, machine, "seam-test-r1", ITEMS)
+        first, records = recorder.snapshot(), seam.invocations()
+        seam_calls, peak = seam.invocation_count(), seam.peak_concurrency(roles.item.name)
+        second, _ = _execute(stack, machine, "seam-test-r2", 2)
+        yield Run(stack, roles, first, execution, history, seam_calls, records, peak, second)
     assert not seam.installed(), "stop() must put moto back as it was"
     assert _environment() == env_before, "stop() must restore the environment"
 
@@ -171,15 +181,16 @@ def _environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
 
 
-def _execute(stack: LocalStack, machine: StateMachine) -> tuple[dict[str, Any], list[Any]]:
+def _execute(stack: LocalStack, machine: StateMachine, name: str, items: int
+             ) -> tuple[dict[str, Any], list[Any]]:
     sfn = stack.client("stepfunctions")
     payload = {
         "task_id": "seam-test",
         "round": 1,
-        "items": [{"index": index, "attempt": 1} for index in range(ITEMS)],
+        "items": [{"index": index, "attempt": 1} for index in range(items)],
     }
     arn = sfn.start_execution(
-        stateMachineArn=machine.arn, name="seam-test-r1", input=json.dumps(payload)
+        stateMachineArn=machine.arn, name=name, input=json.dumps(payload)
     )["executionArn"]
     deadline = time.monotonic() + 60
     while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
@@ -193,7 +204,14 @@ def test_the_execution_succeeds_through_the_seam(run: Run) -> None:
     assert run.execution["status"] == "SUCCEEDED", run.execution
     # start + one per item + one record_failure + finalize, every one through the seam
     assert run.seam_calls == 1 + ITEMS + 1 + 1
-    assert len(seam.invocations(run.roles.item.name)) == ITEMS + 1
+    items = [r for r in run.seam_records if r.function_name == run.roles.item.name]
+    assert len(items) == ITEMS + 1
+    assert [r.error_type for r in items].count("ValueError") == 1
+
+
+def test_the_same_state_machine_runs_again(run: Run) -> None:
+    # moto 5.2.1 alone answers 500 to a second StartExecution (getmoto/moto#10077)
+    assert run.second_execution["status"] == "SUCCEEDED", run.second_execution
 
 
 def test_map_runs_every_item_once(run: Run) -> None:
@@ -213,7 +231,7 @@ def test_catch_routes_the_raising_item_to_record_failure(run: Run) -> None:
 def test_max_concurrency_is_honoured_and_items_overlap(run: Run) -> None:
     limit = run.roles.map_state["MaxConcurrency"]
     assert 1 < run.recorder.peak <= limit
-    assert seam.peak_concurrency(run.roles.item.name) <= limit
+    assert run.seam_peak <= limit
 
 
 def test_finalize_runs_once_after_every_item(run: Run) -> None:

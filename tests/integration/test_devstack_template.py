@@ -38,7 +38,7 @@ _RawLoader.add_multi_constructor("!", _tagged)
 
 @pytest.fixture(scope="module")
 def raw() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_RawLoader)  # noqa: S506
+    data: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_RawLoader)
     return data
 
 

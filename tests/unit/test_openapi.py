@@ -21,7 +21,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from pixelbatch import errors
-from pixelbatch.api import http, views
+from pixelbatch.api import http, idempotency, views
 from pixelbatch.api.openapi import build_document
 from pixelbatch.contract import BatchBody, SingleBody, UploadsBody, parse_body
 from pixelbatch.models import (
@@ -35,6 +35,9 @@ from pixelbatch.models import (
 )
 from pixelbatch.services.account import Upload
 from pixelbatch.services.tasks import TaskDetails
+
+# The docs Lambda publishes no metric of its own; Powertools warns about that on every call.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -190,6 +193,23 @@ def test_the_product_cards_messages_are_all_shown(document: dict[str, Any]) -> N
     assert not missing
 
 
+def test_money_moving_routes_take_an_idempotency_key(document: dict[str, Any]) -> None:
+    takes_key = {
+        (method, path)
+        for method, path, operation in operations(document)
+        for parameter in operation.get("parameters", [])
+        if resolve(document, parameter)["name"] == "Idempotency-Key"
+    }
+    assert takes_key == {
+        ("post", "/api/tasks/batch"),
+        ("post", "/api/tasks"),
+        ("post", "/api/tasks/{taskId}/retry-failed"),
+        ("post", "/api/tasks/{taskId}/cancel"),
+    }
+    key = document["components"]["parameters"]["IdempotencyKey"]
+    assert key["schema"]["pattern"] == idempotency._KEY_FORMAT.pattern
+
+
 def test_rate_limited_replies_carry_retry_after(document: dict[str, Any]) -> None:
     limited = [(m, p, o) for m, p, o in operations(document) if "429" in o["responses"]]
     assert {p for _, p, _ in limited} == {"/api/tasks/batch", "/api/tasks"}
@@ -280,6 +300,8 @@ UPLOAD_BODIES: list[tuple[str, Any]] = [
     ("no files", _files(0)),
     ("fifty-one files", _files(51)),
     ("empty filename", _files(1, filename="")),
+    ("filename at the limit", _files(1, filename="a" * 200)),
+    ("filename too long", _files(1, filename="a" * 201)),
     ("zero size", _files(1, size=0)),
     ("id sent", {**_files(1), "id": "x"}),
 ]
@@ -367,8 +389,16 @@ DOMAIN_ERRORS: list[tuple[errors.DomainError, str, str]] = [
     (errors.TaskNotFound(), "get", "/api/tasks/{taskId}/download-zip"),
     (errors.NothingToDownload(), "get", "/api/tasks/{taskId}/download-zip"),
     (errors.NoFailedItems(), "post", "/api/tasks/{taskId}/retry-failed"),
+    (errors.NotABatchTask(), "post", "/api/tasks/{taskId}/retry-failed"),
     (errors.QuotaInsufficient(), "post", "/api/tasks/{taskId}/retry-failed"),
-    (errors.StateConflict(), "post", "/api/tasks/{taskId}/cancel"),
+    (errors.StateConflict("任务已取消，无法重试"), "post", "/api/tasks/{taskId}/retry-failed"),
+    (errors.StartFailed(), "post", "/api/tasks/{taskId}/retry-failed"),
+    (errors.StateConflict("任务已结束，无法取消"), "post", "/api/tasks/{taskId}/cancel"),
+    (errors.InvalidRequest("Idempotency-Key已用于另一个不同的请求"), "post",
+     "/api/tasks/{taskId}/cancel"),
+    (errors.NotTaskOwner(), "post", "/api/tasks/{taskId}/cancel"),
+    (errors.InvalidRequest("cursor无效"), "get", "/api/tasks"),
+    (errors.InvalidRequest("files必须是数组"), "post", "/api/uploads"),
 ]
 
 

@@ -25,6 +25,7 @@ class ItemStatus(StrEnum):
 
 
 UNFINISHED_ITEM_STATUSES = frozenset({ItemStatus.PENDING, ItemStatus.PROCESSING})
+OPEN_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.PROCESSING})
 FINISHED_TASK_STATUSES = frozenset(
     {TaskStatus.SUCCESS, TaskStatus.PARTIAL_SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED}
 )

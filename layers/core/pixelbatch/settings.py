@@ -27,6 +27,7 @@ class Settings(BaseModel):
     stage: str = "dev"
     presign_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    stuck_after_seconds: int = Field(default=900, ge=60)
 
     @field_validator("image_url_allowlist", mode="before")
     @classmethod

@@ -29,7 +29,7 @@ Reply = dict[str, Any]
 class IdempotentRoutes:
     def __init__(self, table_name: str, *, expires_after_seconds: int = 24 * 3600) -> None:
         store = DynamoDBPersistenceLayer(table_name=table_name)
-        config = IdempotencyConfig(
+        self._config = config = IdempotencyConfig(
             event_key_jmespath="[user, route, key]",
             payload_validation_jmespath="body",
             expires_after_seconds=expires_after_seconds,
@@ -42,6 +42,10 @@ class IdempotentRoutes:
             return action()
 
         self._once = _once
+
+    def register(self, context: Any) -> None:
+        """Let in-progress records expire with the invocation, not after an hour."""
+        self._config.register_lambda_context(context)
 
     def run(
         self, *, user: str, route: str, key: str | None, body: str | None,

@@ -108,12 +108,11 @@ def _json_content(schema: Json, examples: dict[str, Any] | None = None) -> Json:
 # ---------------------------------------------------------------------- component schemas
 
 
-def _error_schema(code: int | None, description: str) -> Json:
-    error_code = _integer() if code is None else {"type": "integer", "const": code}
+def _error_schema(code: int, description: str) -> Json:
     return _closed(
         {
             "success": {"const": False},
-            "errorCode": error_code,
+            "errorCode": {"type": "integer", "const": code},
             "message": {"type": "string", "description": "Readable, in the product's language"},
         },
         description=description,
@@ -349,9 +348,7 @@ def _account_schemas() -> Json:
                 "name": {"type": "string"},
                 "description": {"type": "string"},
                 "quota_cost": _integer(0, description="Charged per image"),
-                "rate_limit": _closed(
-                    {"limit": _integer(0), "window_seconds": _integer(1)}
-                ),
+                "rate_limit": _closed({"limit": _integer(0), "window_seconds": _integer(1)}),
                 "parameters_schema": _open_object("JSON Schema of the feature's input_data"),
             }
         ),
@@ -377,12 +374,11 @@ def _account_schemas() -> Json:
 
 
 def _reply_schemas() -> Json:
-    summary = _task_summary_properties()
     return {
         "TaskStatus": {"type": "string", "enum": [status.value for status in TaskStatus]},
         "ItemStatus": {"type": "string", "enum": [status.value for status in ItemStatus]},
         **_created_schemas(),
-        "TaskSummary": _closed(summary),
+        "TaskSummary": _closed(_task_summary_properties()),
         "TaskDetails": _task_details_schema(),
         "BatchItem": _batch_item_schema(),
         "TaskPage": _closed(
@@ -613,6 +609,7 @@ def _create_errors(bad_request: dict[str, str]) -> Json:
 
 
 # ---------------------------------------------------------------------- operations
+
 
 def _create_batch() -> Json:
     example_body = {

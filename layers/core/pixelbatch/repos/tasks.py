@@ -14,10 +14,12 @@ from boto3.dynamodb.conditions import Key
 
 from pixelbatch.clock import now_iso
 from pixelbatch.errors import InvalidRequest, QuotaInsufficient, StateConflict
-from pixelbatch.models import Item, ItemRef, ItemStatus, Task, TaskStatus
+from pixelbatch.models import OPEN_STATUSES, Item, ItemRef, ItemStatus, Task, TaskStatus
 from pixelbatch.repos.dynamo import TransactionCancelled, plain, query_all, transact
 
 TASK_SK = "task"
+# Only unfinished tasks carry this attribute, which keeps the by_open index small.
+OPEN_SHARD = "open"
 # A TransactWriteItems holds at most 100 actions; bulk refunds go in chunks that stay well below.
 REFUND_CHUNK = 40
 
@@ -76,6 +78,16 @@ class TaskStore:
         )
         task = next((task_from_row(r) for r in rows if r["sk"] == TASK_SK), None)
         return task, [item_from_row(r) for r in rows if r["sk"] != TASK_SK]
+
+    def stale_open_task_ids(self, updated_before: str) -> list[str]:
+        """Unfinished tasks whose row has not changed since `updated_before`."""
+        rows = query_all(
+            self._tasks,
+            IndexName="by_open",
+            KeyConditionExpression=Key("open_shard").eq(OPEN_SHARD)
+            & Key("updated_at").lt(updated_before),
+        )
+        return [row["pk"].removeprefix("task#") for row in rows]
 
     def list_for_owner(self, owner_id: str, *, limit: int, cursor: str | None) -> TaskPage:
         kwargs: dict[str, Any] = {
@@ -137,14 +149,15 @@ class TaskStore:
             {"Update": {
                 "TableName": self._tasks_name,
                 "Key": {"pk": task_pk(task.task_id), "sk": TASK_SK},
-                "UpdateExpression": "SET #r = :new, #s = :processing, updated_at = :now "
-                "ADD batch_failed :minus",
+                "UpdateExpression": "SET #r = :new, #s = :processing, updated_at = :now, "
+                "open_shard = :open ADD batch_failed :minus",
                 "ConditionExpression": "#r = :old AND #s <> :cancelled",
                 "ExpressionAttributeNames": {"#r": "round", "#s": "status"},
                 "ExpressionAttributeValues": {
                     ":new": new_round, ":old": task.round, ":now": now,
                     ":processing": TaskStatus.PROCESSING.value,
                     ":cancelled": TaskStatus.CANCELLED.value, ":minus": -len(failed),
+                    ":open": OPEN_SHARD,
                 },
             }},
             *(self._requeue_item_action(task.task_id, item, now) for item in failed),
@@ -328,6 +341,9 @@ class TaskStore:
         values: dict[str, Any] = {":status": status.value, ":now": now_iso()}
         sets = ["#s = :status", "updated_at = :now"]
         conditions = ["attribute_exists(pk)"]
+        if status in OPEN_STATUSES:
+            sets.append("open_shard = :open")
+            values[":open"] = OPEN_SHARD
         if zip_key is not None:
             sets.append("zip_key = :zip")
             values[":zip"] = zip_key
@@ -345,7 +361,8 @@ class TaskStore:
         try:
             self._tasks.update_item(
                 Key={"pk": task_pk(task_id), "sk": TASK_SK},
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression="SET " + ", ".join(sets)
+                + ("" if status in OPEN_STATUSES else " REMOVE open_shard"),
                 ConditionExpression=" AND ".join(conditions),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -418,6 +435,8 @@ def task_to_row(task: Task) -> dict[str, Any]:
         "round": task.round, "input_data": task.input_data, "steps": task.steps,
         "created_at": task.created_at, "updated_at": task.updated_at,
     }
+    if task.status in OPEN_STATUSES:
+        row["open_shard"] = OPEN_SHARD
     return _with_optional(row, zip_key=task.zip_key, error_message=task.error_message)
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from pixelbatch.clock import iso
 from pixelbatch.imaging.failures import ItemFailure
 from pixelbatch.imaging.fetch import FetchPolicy, fetch_input
 from pixelbatch.imaging.pipeline import run_pipeline
@@ -31,6 +33,7 @@ _LAMBDA_FAILURES = {
     "Sandbox.Timedout": ItemFailureRecord("timeout", "处理超时", retryable=True),
 }
 _INTERNAL_FAILURE = ItemFailureRecord("internal_error", "处理失败，请重试", retryable=True)
+_STUCK_FAILURE = ItemFailureRecord("interrupted", "处理中断，配额已退还，请重试", retryable=True)
 
 
 def output_key(task_id: str, ref: ItemRef, ext: str) -> str:
@@ -44,6 +47,12 @@ def zip_key(task: Task) -> str:
 
 def result_name(item: Item) -> str:
     return f"result_{item.index + 1}.{item.output_ext}"
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    settled_items: int
+    finalized_tasks: int
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,30 @@ class ProcessingService:
             task_id, status, allowed_from=(task.status,), expected_round=task.round, zip_key=key
         )
         return Outcome(status.value)
+
+    def reconcile(self, now: datetime) -> ReconcileReport:
+        """Settle items stuck unfinished past the deadline (a stopped execution, a dead Lambda)
+        as failed and refunded, then finalize their tasks. Safe to run at any time: every
+        transition it makes is conditional, exactly like the worker's."""
+        cutoff = iso(now - timedelta(seconds=self._settings.stuck_after_seconds))
+        settled = finalized = 0
+        for task_id in self._tasks.stale_open_task_ids(cutoff):
+            task, items = self._tasks.get_with_items(task_id)
+            if task is None:
+                continue
+            stuck = [
+                ItemRef(item.index, item.attempt)
+                for item in items
+                if item.status in UNFINISHED_ITEM_STATUSES and item.updated_at < cutoff
+            ]
+            settled += self._settle(task, stuck)
+            finalized += self.finalize(task_id).status not in ("waiting", "missing")
+        return ReconcileReport(settled_items=settled, finalized_tasks=finalized)
+
+    def _settle(self, task: Task, stuck: list[ItemRef]) -> int:
+        if task.status is TaskStatus.CANCELLED:
+            return len(self._tasks.cancel_items(task, stuck))
+        return sum(self._tasks.fail_item(task, ref, _STUCK_FAILURE) for ref in stuck)
 
     def _write_zip(self, task: Task, items: list[Item]) -> str:
         key = zip_key(task)
