@@ -2,7 +2,9 @@
 
 Environment: PORT (HTTP API, default 3000), MOTO_PORT (moto server, default 4566); 0 picks a
 free port and the ready line reports the real one. DEVSTACK_JWT_SECRET fixes the dev signing key,
-DEVSTACK_TEMPLATE points at another template. Logs go to stderr; stdout gets one ready line.
+DEVSTACK_TEMPLATE points at another template, DEVSTACK_SCHEDULE_SCALE shortens the periods of
+Schedule events (0.01: every 5 minutes becomes every 3 s; "off" disables them). Logs go to stderr;
+stdout gets one ready line.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ def _port(name: str, default: int) -> int:
     return int(raw)
 
 
+def _schedule_scale() -> float | None:
+    raw = os.environ.get("DEVSTACK_SCHEDULE_SCALE", "1").strip().lower()
+    if raw in ("off", "0", "none", ""):
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"DEVSTACK_SCHEDULE_SCALE={raw!r} is not a number or 'off'") from None
+
+
 def _stop_event() -> threading.Event:
     stop = threading.Event()
 
@@ -60,7 +72,10 @@ def main() -> int:
     template_path = Path(os.environ.get("DEVSTACK_TEMPLATE") or REPO_TEMPLATE)
     stop = _stop_event()
     try:
-        stack = LocalStack(StackConfig(template_path=template_path, moto_port=moto_port)).start()
+        config = StackConfig(
+            template_path=template_path, moto_port=moto_port, schedule_scale=_schedule_scale()
+        )
+        stack = LocalStack(config).start()
     except (TemplateError, OSError) as exc:
         log.error("the local stack did not start: %s", exc)
         return 1
@@ -71,11 +86,11 @@ def main() -> int:
         gateway.start()
         template = stack.template
         log.info(
-            "moto on %s; %d tables, %d buckets, %d functions, %d routes, %d state machines; "
-            "started in %.2f s",
+            "moto on %s; %d tables, %d buckets, %d functions, %d routes, %d schedules, "
+            "%d state machines; started in %.2f s",
             stack.endpoint_url, len(template.tables), len(template.buckets),
-            len(template.functions), len(template.routes), len(template.state_machines),
-            stack.startup_seconds,
+            len(template.functions), len(template.routes), len(template.schedules),
+            len(template.state_machines), stack.startup_seconds,
         )
         print(READY_LINE.format(url=gateway.base_url), flush=True)
         while not stop.wait(0.5):

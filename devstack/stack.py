@@ -22,13 +22,15 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
 from devstack import dynamodb_lock, resources, seam, sfn_fix
 from devstack.handlers import REPO_TEMPLATE, HandlerRegistry, LambdaHandler
 from devstack.handlers import ensure_layers_importable as _ensure_layers_importable
-from devstack.template import Naming, Template, load_template
+from devstack.scheduler import Scheduler
+from devstack.template import Naming, Schedule, Template, load_template
 
 __all__ = ["LocalStack", "SeedUnavailable", "StackConfig", "process_environment"]
 
@@ -54,6 +56,7 @@ class StackConfig:
     parameter_overrides: Mapping[str, str] = field(default_factory=dict)
     catalog_dir: Path | None = REPO_TEMPLATE.parent / "catalog"
     seed: bool = True
+    schedule_scale: float | None = 1.0  # None: Schedule events never fire
 
 
 def process_environment(template: Template, endpoint_url: str, moto_port: int) -> dict[str, str]:
@@ -89,6 +92,7 @@ class LocalStack:
         self.moto_port = 0
         self.startup_seconds = 0.0
         self._server: ThreadedMotoServer | None = None
+        self._scheduler: Scheduler | None = None
         self._saved_env: dict[str, str | None] = {}
         self._saved_sfn_config: Any = None
 
@@ -124,6 +128,7 @@ class LocalStack:
             self._create_resources()
             if self.config.seed:
                 self.seed()
+            self._start_scheduler()
         except BaseException:
             self.stop()
             raise
@@ -133,6 +138,9 @@ class LocalStack:
     def stop(self) -> None:
         if self._server is None:
             return
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
         seam.uninstall()
         sfn_fix.uninstall()
         # moto's backends are process-global: leave them empty for whoever comes next
@@ -205,6 +213,30 @@ class LocalStack:
         sfn = self.client("stepfunctions")
         for machine in template.state_machines:
             resources.create_state_machine(sfn, machine, role_arn)
+
+    def _start_scheduler(self) -> None:
+        if self.config.schedule_scale is None:
+            return
+        self._scheduler = Scheduler(
+            self.template.schedules, self.invoke_scheduled, self.template.naming,
+            self.config.schedule_scale,
+        ).start()
+
+    def invoke_scheduled(self, schedule: Schedule, payload: str) -> None:
+        """What EventBridge does: an asynchronous invocation through moto's Lambda."""
+        function = self.template.function(schedule.function_id)
+        lambda_ = boto3.client(
+            "lambda",
+            endpoint_url=self.endpoint_url,
+            region_name=self.template.naming.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(read_timeout=function.timeout + 30, retries={"total_max_attempts": 1}),
+        )
+        reply = lambda_.invoke(FunctionName=function.name, InvocationType="Event", Payload=payload)
+        if reply.get("FunctionError"):
+            log.warning("scheduled %s.%s: %s", schedule.function_id, schedule.event_id,
+                        reply["Payload"].read().decode(errors="replace"))
 
     # ------------------------------------------------------------ seeding and dev users
 

@@ -27,6 +27,7 @@ __all__ = [
     "JwtAuthorizer",
     "Naming",
     "Route",
+    "Schedule",
     "StateMachine",
     "Table",
     "Template",
@@ -154,6 +155,29 @@ class Route:
         return f"{self.method} {self.path}"
 
 
+_RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
+_RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A Schedule/ScheduleV2 event: EventBridge invoking the function on a timer."""
+
+    function_id: str
+    event_id: str
+    expression: str
+    enabled: bool
+    input: str | None
+
+    @property
+    def interval_seconds(self) -> int | None:
+        """The period of a ``rate(...)`` expression; None for cron (not emulated)."""
+        found = _RATE.match(self.expression.strip())
+        if found is None:
+            return None
+        return int(found.group(1)) * _RATE_UNIT_SECONDS[found.group(2).rstrip("s")]
+
+
 @dataclass(frozen=True)
 class Function:
     logical_id: str
@@ -168,6 +192,7 @@ class Function:
     environment: Mapping[str, str]
     layer_paths: tuple[Path, ...]
     routes: tuple[Route, ...] = ()
+    schedules: tuple[Schedule, ...] = ()
 
     @property
     def handler_file(self) -> Path:
@@ -223,6 +248,10 @@ class Template:
     @property
     def routes(self) -> tuple[Route, ...]:
         return tuple(route for function in self.functions for route in function.routes)
+
+    @property
+    def schedules(self) -> tuple[Schedule, ...]:
+        return tuple(s for function in self.functions for s in function.schedules)
 
     def function(self, key: str) -> Function:
         """Find a function by logical id, function name or CodeUri (``functions/x/`` or ``x``)."""
@@ -499,6 +528,28 @@ def _routes(function_id: str, events: Mapping[str, Any],
         )
 
 
+def _schedules(function_id: str, events: Mapping[str, Any], ctx: Context
+               ) -> Iterable[Schedule]:
+    for event_id, event in events.items():
+        kind = event.get("Type")
+        if kind not in ("Schedule", "ScheduleV2"):
+            continue
+        props = resolve(event.get("Properties") or {}, ctx)
+        if kind == "Schedule":
+            expression, enabled = props.get("Schedule"), props.get("Enabled", True)
+        else:
+            expression = props.get("ScheduleExpression")
+            enabled = props.get("State", "ENABLED") == "ENABLED"
+        payload = props.get("Input")
+        yield Schedule(
+            function_id=function_id,
+            event_id=event_id,
+            expression=str(expression),
+            enabled=bool(enabled),
+            input=None if payload is None else str(payload),
+        )
+
+
 def _ref_target(value: Any) -> str | None:
     if isinstance(value, dict) and set(value) == {"Ref"}:
         return str(value["Ref"])
@@ -571,6 +622,7 @@ def _functions(resources: Mapping[str, Any], globals_fn: Mapping[str, Any],
             environment={key: _env_string(value) for key, value in variables.items()},
             layer_paths=_layer_paths(list(props.get("Layers") or []), resources, root),
             routes=tuple(_routes(logical_id, props.get("Events") or {}, http_apis)),
+            schedules=tuple(_schedules(logical_id, props.get("Events") or {}, ctx)),
         )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from pixelbatch.errors import InvalidRequest
@@ -115,7 +115,7 @@ class SingleBody(_Body):
 class UploadFile(_Body):
     filename: str = Field(min_length=1, max_length=200)
     content_type: str
-    size: int = Field(gt=0)
+    size: StrictInt = Field(gt=0)
 
 
 class UploadsBody(_Body):

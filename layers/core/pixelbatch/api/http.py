@@ -42,6 +42,8 @@ def create_app() -> APIGatewayHttpResolver:
 
 
 def error_reply(error: DomainError) -> Response:
+    if isinstance(error, _Unauthorized):  # the same reply the JWT authorizer gives
+        return Response(401, JSON, _dumps({"message": "Unauthorized"}))
     if isinstance(error, RateLimited):
         extra = {"rateLimitInfo": {"resetAt": error.reset_at, "remaining": error.remaining}}
         headers = {"Retry-After": str(max(1, error.reset_at - _now_seconds()))}
@@ -75,7 +77,7 @@ def query_int(app: APIGatewayHttpResolver, name: str, *, default: int, low: int,
     raw = app.current_event.get_query_string_value(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise InvalidRequest(f"{name}必须是{low}到{high}之间的整数")
     return int(raw)
 

@@ -3,6 +3,7 @@ then starts processing; if the start fails, the charge is undone before the clie
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -40,6 +41,7 @@ from pixelbatch.services.catalog import CatalogService, RateLimiter, validate_in
 from pixelbatch.settings import Settings
 
 DEFAULT_PLAN = "free"
+TASK_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,8 @@ class TaskService:
     # ------------------------------------------------------------------ read
 
     def owned(self, user_id: str, task_id: str) -> tuple[Task, list[Item]]:
+        if not TASK_ID.fullmatch(task_id):
+            raise TaskNotFound()
         task, items = self._tasks.get_with_items(task_id)
         if task is None:
             raise TaskNotFound()
