@@ -83,7 +83,11 @@ def main() -> int:
         Gateway(stack.template, stack.registry, _tokens(stack), stack.reset_account), port=port
     )
     try:
-        gateway.start()
+        try:
+            gateway.start()
+        except OSError as exc:
+            log.error("the API cannot listen on 127.0.0.1:%d: %s", port, exc.strerror)
+            return 1
         template = stack.template
         log.info(
             "moto on %s; %d tables, %d buckets, %d functions, %d routes, %d schedules, "

@@ -105,11 +105,8 @@ class Router:
                 continue
             found = candidate.pattern.fullmatch(raw_path)
             if found:
-                values = found.groups()
-                return candidate.route, {
-                    name: unquote(value) for name, value in zip(candidate.parameters, values,
-                                                                strict=True)
-                }
+                pairs = zip(candidate.parameters, found.groups(), strict=True)
+                return candidate.route, {name: unquote(value) for name, value in pairs}
         return None
 
 
@@ -204,9 +201,14 @@ class Gateway:
 
     def _invoke(self, route: Route, event: dict[str, Any]) -> HttpResponse:
         function = self.registry.function(route.function_id)
+        started = time.monotonic()
         try:
             handler = self.registry.get(function.logical_id)
             result = handler(event, context_for(function))
+            if time.monotonic() - started > function.timeout:
+                # Lambda would have killed it; API Gateway answers 500 for the failed invocation
+                log.error("%s ran past its %d s Timeout", function.logical_id, function.timeout)
+                return json_response(500, _INTERNAL_ERROR)
             return to_http_response(result)
         except HandlerLoadError as exc:
             log.error("%s: %s: %s", function.logical_id, exc.error_type, exc)

@@ -28,6 +28,7 @@ __all__ = [
     "HandlerRegistry",
     "LambdaContext",
     "LambdaHandler",
+    "context_for",
     "ensure_layers_importable",
     "load_handler",
     "make_context",

@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import os
+import socket
 import sys
 import time
 import urllib.request
@@ -30,7 +31,7 @@ from devstack import dynamodb_lock, resources, seam, sfn_fix
 from devstack.handlers import REPO_TEMPLATE, HandlerRegistry, LambdaHandler
 from devstack.handlers import ensure_layers_importable as _ensure_layers_importable
 from devstack.scheduler import Scheduler
-from devstack.template import Naming, Schedule, Template, load_template
+from devstack.template import Naming, Schedule, Template, TemplateError, load_template
 
 __all__ = ["LocalStack", "SeedUnavailable", "StackConfig", "process_environment"]
 
@@ -104,13 +105,14 @@ class LocalStack:
     def state_machine_arns(self) -> dict[str, str]:
         return {machine.logical_id: machine.arn for machine in self.template.state_machines}
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, config: Config | None = None) -> Any:
         return boto3.client(
             service,  # type: ignore[call-overload]
             endpoint_url=self.endpoint_url,
             region_name=self.template.naming.region,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
+            config=config,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -164,6 +166,7 @@ class LocalStack:
         if default_user_config.get("lambda", {}).get("use_docker") is False:
             # the "simple" Lambda backend answers canned results and never reaches the seam
             raise seam.SeamError('moto config {"lambda": {"use_docker": false}} bypasses the seam')
+        _ensure_port_free(self.config.host, self.config.moto_port)
         self._server = ThreadedMotoServer(
             ip_address=self.config.host, port=self.config.moto_port, verbose=False
         )
@@ -225,14 +228,9 @@ class LocalStack:
     def invoke_scheduled(self, schedule: Schedule, payload: str) -> None:
         """What EventBridge does: an asynchronous invocation through moto's Lambda."""
         function = self.template.function(schedule.function_id)
-        lambda_ = boto3.client(
-            "lambda",
-            endpoint_url=self.endpoint_url,
-            region_name=self.template.naming.region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(read_timeout=function.timeout + 30, retries={"total_max_attempts": 1}),
-        )
+        # moto runs "Event" invocations before it answers: wait as long as the function may run
+        wait = Config(read_timeout=function.timeout + 30, retries={"total_max_attempts": 1})
+        lambda_ = self.client("lambda", wait)
         reply = lambda_.invoke(FunctionName=function.name, InvocationType="Event", Payload=payload)
         if reply.get("FunctionError"):
             log.warning("scheduled %s.%s: %s", schedule.function_id, schedule.event_id,
@@ -252,10 +250,25 @@ class LocalStack:
             log.warning("%s: the catalog is not seeded", exc)
             return
         env = self.template.environment()
+        missing = sorted({"FEATURES_TABLE", "PIPELINES_TABLE"} - set(env))
+        if missing:
+            raise TemplateError(f"the functions' environment lacks {missing}: cannot seed")
         seed_catalog(catalog, env["FEATURES_TABLE"], env["PIPELINES_TABLE"])
 
     def reset_account(self, user_id: str, quota: int, plan: str) -> None:
         _seed_function("reset_account")(user_id, quota, plan)
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    # ThreadedMotoServer waits forever for a server thread that died on "address in use"
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"cannot serve moto on {host}:{port}: {exc.strerror}") from exc
 
 
 def _seed_module() -> ModuleType:

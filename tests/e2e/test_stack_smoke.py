@@ -74,6 +74,12 @@ def test_an_unknown_route_is_404(local_api: LocalApi) -> None:
         assert response.json() == {"message": "Not Found"}
 
 
+def test_a_body_over_10_mb_is_413(local_api: LocalApi) -> None:
+    _, token = local_api.make_user()
+    response = local_api.session(token).post("/api/tasks/batch", data=b"x" * (10 * 2**20 + 1))
+    assert response.status_code == 413
+
+
 def test_the_dev_user_route_validates_its_body(local_api: LocalApi) -> None:
     response = local_api.session().post("/local/users", json={"user_id": "x", "quota": -1,
                                                                "plan": "pro"})

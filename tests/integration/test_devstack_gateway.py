@@ -327,3 +327,27 @@ def test_dev_users_say_so_when_the_core_cannot_reset_accounts(gw: Harness) -> No
 def test_other_local_paths_are_404(gw: Harness) -> None:
     assert gw.get("/local/users").status_code == 404
     assert gw.get("/local/nothing").status_code == 404
+
+
+def test_a_handler_running_past_its_timeout_is_a_500(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n"
+        "  Slow:\n"
+        "    Type: AWS::Serverless::Function\n"
+        "    Properties:\n"
+        "      CodeUri: slow/\n      Handler: app.handler\n      Timeout: 1\n"
+        "      Events:\n"
+        "        Get: {Type: HttpApi, Properties: {Method: GET, Path: /slow}}\n"
+    )
+    template = load_template(tmp_path / "template.yaml")
+
+    def slow(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        time.sleep(1.1)
+        return {"statusCode": 200}
+
+    registry = HandlerRegistry(template, {"Slow": slow})
+    tokens = DevTokens(SECRET, JwtAuthorizer("a", "iss", ("aud",), "$request.header.Authorization"))
+    client = Client(Gateway(template, registry, tokens, lambda *args: None))
+    response = client.get("/slow")
+    assert response.status_code == 500
+    assert response.get_json() == {"message": "Internal Server Error"}

@@ -20,6 +20,7 @@ import pytest
 from moto.awslambda.models import LambdaFunction
 
 from devstack import dynamodb_lock, seam
+from devstack.scheduler import scheduled_event
 from devstack.stack import LocalStack, StackConfig
 from devstack.template import Function, StateMachine, Template
 
@@ -165,7 +166,8 @@ def run() -> Iterator[Run]:
         roles.item.logical_id: recorder.item,
         roles.finalize.logical_id: recorder.finalize,
     }
-    with LocalStack(StackConfig(moto_port=0, seed=False), handler_overrides=overrides) as stack:
+    config = StackConfig(moto_port=0, seed=False, schedule_scale=None)
+    with LocalStack(config, handler_overrides=overrides) as stack:
         assert seam.installed() and dynamodb_lock.installed()
         seam.reset_records()
         execution, history = _execute(stack, machine, "seam-test-r1", ITEMS)
@@ -266,3 +268,23 @@ def test_errors_come_back_as_the_runtime_error_payload(run: Run) -> None:
     assert payload["errorType"] == "ValueError"
     assert "cannot be processed" in payload["errorMessage"]
     assert any("raise ValueError" in frame for frame in payload["stackTrace"])
+
+
+def test_schedule_events_reach_their_function_through_the_seam(run: Run) -> None:
+    template = run.stack.template
+    if not template.schedules:
+        pytest.skip("template.yaml declares no Schedule events")
+    schedule = template.schedules[0]
+    received: list[tuple[dict[str, Any], str]] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        received.append((event, context.function_name))
+        return {"settled": 0}
+
+    run.stack.registry.override(schedule.function_id, handler)
+    before = seam.invocation_count()
+    run.stack.invoke_scheduled(schedule, scheduled_event(schedule, template.naming))
+    assert seam.invocation_count() == before + 1
+    (event, function_name), = received
+    assert event["source"] == "aws.events"
+    assert function_name == template.function(schedule.function_id).name
