@@ -154,23 +154,66 @@ class HandlerRegistry:
             if handler is None:
                 handler = self._loaded.get(function.logical_id)
             if handler is None:
-                handler = _import_handler(function)
-                self._loaded[function.logical_id] = handler
+                pool = EnvironmentPool(function)
+                pool.warm()  # import errors surface on the first call, as a cold start's do
+                handler = self._loaded[function.logical_id] = pool
         return handler
 
 
-def _module_name(function: Function) -> str:
-    return f"_devstack_fn_{function.logical_id}"
+class EnvironmentPool:
+    """Lambda runs one request at a time in an execution environment and starts another one (a
+    cold start) when all are busy. Module state, such as the resolver's current event, is thus
+    never shared by concurrent invocations; each environment here is a fresh import."""
+
+    def __init__(self, function: Function) -> None:
+        self._function = function
+        self._idle: list[LambdaHandler] = []
+        self._started = 0
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        self._release(self._start())
+
+    @property
+    def environments(self) -> int:
+        return self._started
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        handler = self._acquire()
+        try:
+            return handler(event, context)
+        finally:
+            self._release(handler)
+
+    def _acquire(self) -> LambdaHandler:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._start()
+
+    def _start(self) -> LambdaHandler:
+        with self._lock:
+            self._started += 1
+            number = self._started
+        return _import_handler(self._function, number)
+
+    def _release(self, handler: LambdaHandler) -> None:
+        with self._lock:
+            self._idle.append(handler)
 
 
-def _import_handler(function: Function) -> LambdaHandler:
+def _module_name(function: Function, number: int) -> str:
+    return f"_devstack_fn_{function.logical_id}_{number}"
+
+
+def _import_handler(function: Function, number: int = 1) -> LambdaHandler:
     path = function.handler_file
     if not path.is_file():
         raise HandlerLoadError(
             "Runtime.ImportModuleError",
             f"Unable to import module '{path.stem}': no file {path} ({function.logical_id})",
         )
-    module = _exec_module(_module_name(function), path)
+    module = _exec_module(_module_name(function, number), path)
     handler = getattr(module, function.handler_attribute, None)
     if not callable(handler):
         raise HandlerLoadError(

@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixelbatch.api import views
-from pixelbatch.api.http import create_app, current_user, ok
+from pixelbatch.api.http import create_app, current_user, ok, query_int
 from pixelbatch.container import build_container
 from pixelbatch.contract import UploadsBody, parse_body
 from pixelbatch.observability import logger, metrics, tracer
@@ -18,12 +18,15 @@ container = build_container()
 @app.get("/api/quota")
 def get_quota() -> Response:
     user_id = current_user(app)
+    limit = query_int(app, "limit", default=20, low=1, high=100)
+    cursor = app.current_event.get_query_string_value("cursor")
     account = container.accounts.account(user_id)
-    entries = container.accounts.recent_ledger(user_id)
+    entries, next_cursor = container.accounts.recent_ledger(user_id, limit=limit, cursor=cursor)
     return ok({
         "balance": account.quota_balance,
         "plan": account.plan,
         "ledger": [views.ledger_entry(entry) for entry in entries],
+        "next_cursor": next_cursor,
     })
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 
 from pixelbatch.models import Account, LedgerEntry
-from pixelbatch.repos.dynamo import plain, query_all
+from pixelbatch.repos.dynamo import decode_cursor, encode_cursor, plain, query_all
 
 
 class AccountStore:
@@ -22,14 +22,23 @@ class AccountStore:
         r = plain(row)
         return Account(user_id=r["user_id"], quota_balance=r["quota_balance"], plan=r["plan"])
 
-    def recent_entries(self, user_id: str, *, limit: int) -> list[LedgerEntry]:
-        page = self._ledger.query(
-            IndexName="by_time",
-            KeyConditionExpression=Key("user_id").eq(user_id),
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        return [entry_from_row(row) for row in page.get("Items", [])]
+    def recent_entries(
+        self, user_id: str, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[LedgerEntry], str | None]:
+        kwargs: dict[str, Any] = {
+            "IndexName": "by_time",
+            "KeyConditionExpression": Key("user_id").eq(user_id),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = decode_cursor(
+                cursor, keys=("user_id", "entry_id", "created_at"), owner=("user_id", user_id)
+            )
+        page = self._ledger.query(**kwargs)
+        last = page.get("LastEvaluatedKey")
+        entries = [entry_from_row(row) for row in page.get("Items", [])]
+        return entries, encode_cursor(last) if last else None
 
     def all_entries(self, user_id: str) -> list[LedgerEntry]:
         rows = query_all(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import random
 import time
 from collections.abc import Sequence
@@ -10,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pixelbatch.errors import ConcurrentUpdate
+from pixelbatch.errors import ConcurrentUpdate, InvalidRequest
 
 _RETRYABLE_CODES = frozenset(
     {
@@ -107,3 +110,21 @@ def _cancellation_codes(error: ClientError) -> list[str] | None:
 
 def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+
+
+def encode_cursor(key: dict[str, Any]) -> str:
+    """A page's LastEvaluatedKey as an opaque string for the client."""
+    return base64.urlsafe_b64encode(json.dumps(plain(key)).encode()).decode()
+
+
+def decode_cursor(cursor: str, *, keys: tuple[str, ...], owner: tuple[str, str]) -> dict[str, Any]:
+    """Back to an ExclusiveStartKey, refusing anything but the caller's own key shape."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
+        raise InvalidRequest("cursor无效") from error
+    if not isinstance(key, dict) or set(key) != set(keys) or key.get(owner[0]) != owner[1]:
+        raise InvalidRequest("cursor无效")
+    if not all(isinstance(value, str) for value in key.values()):
+        raise InvalidRequest("cursor无效")
+    return key

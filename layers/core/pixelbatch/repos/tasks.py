@@ -3,9 +3,6 @@ money movement that goes with a status change, each in one transaction."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +10,16 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 
 from pixelbatch.clock import now_iso
-from pixelbatch.errors import InvalidRequest, QuotaInsufficient, StateConflict
+from pixelbatch.errors import QuotaInsufficient, StateConflict
 from pixelbatch.models import OPEN_STATUSES, Item, ItemRef, ItemStatus, Task, TaskStatus
-from pixelbatch.repos.dynamo import TransactionCancelled, plain, query_all, transact
+from pixelbatch.repos.dynamo import (
+    TransactionCancelled,
+    decode_cursor,
+    encode_cursor,
+    plain,
+    query_all,
+    transact,
+)
 
 TASK_SK = "task"
 # Only unfinished tasks carry this attribute, which keeps the by_open index small.
@@ -97,12 +101,14 @@ class TaskStore:
             "Limit": limit,
         }
         if cursor:
-            kwargs["ExclusiveStartKey"] = _decode_cursor(cursor, owner_id)
+            kwargs["ExclusiveStartKey"] = decode_cursor(
+                cursor, keys=("pk", "sk", "owner_id", "created_at"), owner=("owner_id", owner_id)
+            )
         page = self._tasks.query(**kwargs)
         last = page.get("LastEvaluatedKey")
         return TaskPage(
             tasks=[task_from_row(row) for row in page.get("Items", [])],
-            next_cursor=_encode_cursor(last) if last else None,
+            next_cursor=encode_cursor(last) if last else None,
         )
 
     # ------------------------------------------------------------------ creation
@@ -484,20 +490,3 @@ def _with_optional(row: dict[str, Any], **optional: Any) -> dict[str, Any]:
 def _chunks(values: list[ItemRef], size: int) -> Iterator[list[ItemRef]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(plain(key)).encode()).decode()
-
-
-def _decode_cursor(cursor: str, owner_id: str) -> dict[str, Any]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
-        raise InvalidRequest("cursor无效") from error
-    expected = {"pk", "sk", "owner_id", "created_at"}
-    if not isinstance(key, dict) or set(key) != expected or key.get("owner_id") != owner_id:
-        raise InvalidRequest("cursor无效")
-    if not all(isinstance(value, str) for value in key.values()):
-        raise InvalidRequest("cursor无效")
-    return key

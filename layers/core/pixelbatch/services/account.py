@@ -48,8 +48,10 @@ class AccountService:
     def account(self, user_id: str) -> Account:
         return self._accounts.get(user_id) or Account(user_id, 0, DEFAULT_PLAN)
 
-    def recent_ledger(self, user_id: str, *, limit: int = 20) -> list[LedgerEntry]:
-        return self._accounts.recent_entries(user_id, limit=limit)
+    def recent_ledger(
+        self, user_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[LedgerEntry], str | None]:
+        return self._accounts.recent_entries(user_id, limit=limit, cursor=cursor)
 
     def features(self, user_id: str) -> list[Feature]:
         return self._catalog.visible_features(self.account(user_id).plan)
