@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PIP_QUIET := --quiet --disable-pip-version-check
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint typecheck unit integration e2e demo seed-aws phone-set clean
+.PHONY: run test lint typecheck unit integration e2e demo bench fuzz deploy-check seed-aws phone-set clean
 
 $(STAMP): requirements-dev.txt layers/deps/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,15 @@ phone-set: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache .aws-sam
+
+## Benchmarks on 12-megapixel photos; ratios measured side by side, written to docs/performance.md.
+bench: $(STAMP)
+	$(PY) -m bench
+
+## Long API fuzzing run (schemathesis against the served OpenAPI document on the local stack).
+fuzz: $(STAMP)
+	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} $(PY) -m pytest tests/fuzz -p no:randomly -q
+
+## Upload real photos, run a batch on the local stack with a progress display, save the ZIP.
+demo: $(STAMP)
+	$(PY) -m devstack.demo

@@ -116,7 +116,7 @@ def test_nothing_to_download(local_api: LocalApi) -> None:
 
 
 def test_ten_simultaneous_batches_with_quota_for_nine(local_api: LocalApi) -> None:
-    user_id, c = client(local_api, quota=95)
+    _, c = client(local_api, quota=95)
     urls = c.upload_paths(PHOTOS[:10])
     replies: list[requests.Response] = []
     gate = threading.Barrier(10)

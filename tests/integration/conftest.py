@@ -12,12 +12,12 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from pixelbatch.seed import reset_account, seed_catalog
 
 from devstack import dynamodb_lock
 from devstack.handlers import load_handler, make_context
 from devstack.resources import create_bucket, create_role, create_state_machine, create_table
 from devstack.template import Template, load_template
-from pixelbatch.seed import reset_account, seed_catalog
 from tests.support.http_events import REPO, http_event, match_route
 
 

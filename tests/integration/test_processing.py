@@ -105,7 +105,8 @@ def test_partial_batch_refunds_failures_and_zips_the_rest(stack: Stack) -> None:
     run_round(stack, task_id)
     # Then 4 succeed, 2 fail with a readable error and are refunded once
     task = details(stack, user, task_id)
-    assert (task["status"], task["batch_success"], task["batch_failed"]) == ("partial_success", 4, 2)
+    counts = (task["status"], task["batch_success"], task["batch_failed"])
+    assert counts == ("partial_success", 4, 2)
     failed = [item for item in task["batch_items"] if item["status"] == "failed"]
     assert {item["error_message"] for item in failed} == {"图片格式不支持"}
     assert all(item["output_url"] is None for item in failed)
@@ -164,7 +165,8 @@ def test_download_errors(stack: Stack) -> None:
     assert (nothing.status, nothing.body["message"]) == (400, "没有可下载的文件")
     other = stack.user("eve", quota=1)
     assert stack.call("GET", f"/api/tasks/{task_id}/download-zip", user=other).status == 403
-    assert stack.call("GET", f"/api/tasks/{task_id}", user=other).body["message"] == "无权访问该任务"
+    foreign = stack.call("GET", f"/api/tasks/{task_id}", user=other)
+    assert foreign.body["message"] == "无权访问该任务"
     missing = stack.call("GET", "/api/tasks/nope/download-zip", user=user)
     assert (missing.status, missing.body["message"]) == (404, "任务不存在")
     single = stack.call("POST", "/api/tasks", user=user, body={

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pixelbatch.clock import now
 from pixelbatch.container import build_container
 from pixelbatch.models import ItemRef
+
 from tests.integration.conftest import Stack
 from tests.integration.test_processing import create, details, photo_urls, process
 
