@@ -265,3 +265,28 @@ def test_idempotency_key_replays_first_reply(stack: Stack, route: str) -> None:
 
 def test_photos_fixture_is_present() -> None:
     assert len(PHOTOS) >= 10 and all(Path(p).stat().st_size > 0 for p in PHOTOS)
+
+
+def test_finalize_announces_the_finished_batch_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a publisher that records what it really sends to EventBridge (moto)
+    from pixelbatch.repos import events
+
+    sent: list[dict[str, Any]] = []
+    original = events.EventPublisher.batch_finished
+
+    def record(self: events.EventPublisher, task: Any, status: Any, **counts: int) -> None:
+        sent.append({"task_id": task.task_id, "status": status.value, **counts})
+        original(self, task, status, **counts)
+
+    monkeypatch.setattr(events.EventPublisher, "batch_finished", record)
+    user = stack.user("judy", quota=10)
+    urls = photo_urls(stack, user, 1) + [upload(stack, user, "junk.jpg", JUNK)]
+    task_id = create(stack, user, urls)
+    # When the round runs and finalize is delivered twice
+    run_round(stack, task_id)
+    stack.invoke("FinalizeFunction", {"task_id": task_id, "round": 1})
+    # Then exactly one BatchFinished event went out, with the tally
+    assert sent == [{"task_id": task_id, "status": "partial_success", "succeeded": 1,
+                     "failed": 1}]

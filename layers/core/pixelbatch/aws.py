@@ -31,6 +31,10 @@ class AwsClients:
         return boto3.client("s3", region_name=self.region, config=_S3_CONFIG)
 
     @cached_property
+    def events(self) -> Any:
+        return boto3.client("events", region_name=self.region, config=_CONFIG)
+
+    @cached_property
     def sfn(self) -> Any:
         return boto3.client("stepfunctions", region_name=self.region, config=_CONFIG)
 

@@ -8,6 +8,7 @@ from pixelbatch.aws import AwsClients
 from pixelbatch.imaging.fetch import FetchPolicy
 from pixelbatch.repos.accounts import AccountStore
 from pixelbatch.repos.catalog import CatalogStore
+from pixelbatch.repos.events import EventPublisher
 from pixelbatch.repos.executions import ExecutionStarter
 from pixelbatch.repos.objects import ObjectStore
 from pixelbatch.repos.ratelimit import RateLimitStore
@@ -62,6 +63,8 @@ def build_container(
         ),
         accounts=AccountService(settings, accounts=account_store, catalog=catalog,
                                 objects=objects),
-        processing=ProcessingService(settings, tasks=task_store, objects=objects,
-                                     fetch_policy=policy),
+        processing=ProcessingService(
+            settings, tasks=task_store, objects=objects, fetch_policy=policy,
+            events=EventPublisher(clients.events, bus_name=settings.event_bus_name),
+        ),
     )

@@ -23,6 +23,7 @@ class Settings(BaseModel):
     uploads_bucket: str
     outputs_bucket: str
     state_machine_arn: str | None = None
+    event_bus_name: str = "default"
     image_url_allowlist: tuple[str, ...] = ()
     stage: str = "dev"
     presign_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)

@@ -22,6 +22,7 @@ from pixelbatch.models import (
     final_status,
 )
 from pixelbatch.observability import logger
+from pixelbatch.repos.events import EventPublisher
 from pixelbatch.repos.objects import ObjectStore
 from pixelbatch.repos.tasks import ItemFailureRecord, TaskStore
 from pixelbatch.settings import Settings
@@ -69,11 +70,13 @@ class ProcessingService:
         tasks: TaskStore,
         objects: ObjectStore,
         fetch_policy: FetchPolicy,
+        events: EventPublisher,
     ) -> None:
         self._settings = settings
         self._tasks = tasks
         self._objects = objects
         self._fetch_policy = fetch_policy
+        self._events = events
 
     def start_round(self, task_id: str) -> Outcome:
         started = self._tasks.mark_processing(task_id)
@@ -148,9 +151,12 @@ class ProcessingService:
         successes = [item for item in items if item.status is ItemStatus.SUCCESS]
         key = self._write_zip(task, items) if successes else None
         status = task.status if task.status is TaskStatus.CANCELLED else final_status(items)
-        self._tasks.set_status(
+        written = self._tasks.set_status(
             task_id, status, allowed_from=(task.status,), expected_round=task.round, zip_key=key
         )
+        if written and status is not task.status:
+            failed = sum(1 for item in items if item.status is ItemStatus.FAILED)
+            self._events.batch_finished(task, status, succeeded=len(successes), failed=failed)
         return Outcome(status.value)
 
     def reconcile(self, now: datetime) -> ReconcileReport:
