@@ -1,40 +1,144 @@
-"""Make every emulated DynamoDB request atomic, as DynamoDB's own are.
+"""Make every emulated DynamoDB request atomic, as DynamoDB's own are, and keep transactions
+cheap.
 
 moto applies a TransactWriteItems by deep-copying each table it touches and, when a condition
-fails, restoring those copies; two concurrent requests can therefore interleave, and a failed
-transaction can roll back another request's committed write. The product's money rules depend
-on serializable transactions, so the local stack runs one DynamoDB request at a time.
+fails, restoring those copies. Two concurrent requests can therefore interleave, and a failed
+transaction can roll back another request's committed write; the product's money rules depend
+on serializable transactions, so the local stack runs one DynamoDB request at a time. With
+requests serialized, a transaction can also check every condition before writing anything and
+snapshot only the items it writes, instead of copying whole tables (which made each transaction
+cost O(table size): about 0.5 s at 6,000 rows).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    ConditionalCheckFailed,
+    MockValidationException,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
 
 _LOCK = threading.RLock()
-_ORIGINAL: Callable[..., Any] | None = None
+_ORIGINALS: dict[str, Callable[..., Any]] = {}
+
+Reason = tuple[str | None, str | None, dict[str, Any] | None]
 
 
 def install() -> None:
-    global _ORIGINAL
-    if _ORIGINAL is not None:
+    if _ORIGINALS:
         return
-    original = DynamoHandler.call_action
-    if not callable(original):
-        raise RuntimeError("moto.dynamodb.responses.DynamoHandler.call_action moved")
+    call_action = DynamoHandler.call_action
+    transact = DynamoDBBackend.transact_write_items
+    if not callable(call_action) or not callable(transact):
+        raise RuntimeError("moto's DynamoDB request or transaction entry point moved")
+    _ORIGINALS.update(call_action=call_action, transact_write_items=transact)
 
-    @functools.wraps(original)
-    def call_action(self: DynamoHandler) -> Any:
+    @functools.wraps(call_action)
+    def serialized(self: DynamoHandler) -> Any:
         with _LOCK:
-            return original(self)
+            return call_action(self)
 
-    _ORIGINAL = original
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    DynamoHandler.call_action = serialized  # type: ignore[method-assign]
+    DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
 
 
 def installed() -> bool:
-    return _ORIGINAL is not None
+    return bool(_ORIGINALS)
+
+
+def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    """Check every action, then write; runs under the request lock, so nothing interleaves."""
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    actions = [_parse(self, item) for item in transact_items]
+    _reject_duplicates(actions)
+    reasons = [_check(self, op_type, op, key) for op_type, op, key in actions]
+    if any(code is not None for code, _, _ in reasons):
+        raise TransactionCanceledException(reasons)
+    # Copies: moto updates items in place.
+    snapshot = [(op["TableName"], key, copy.deepcopy(self.get_item(op["TableName"], key)))
+                for op_type, op, key in actions if op_type != "ConditionCheck"]
+    try:
+        for op_type, op, key in actions:
+            _apply(self, op_type, op, key)
+    except Exception:
+        _restore(self, snapshot)
+        # Let moto's own implementation produce its exact error for this rare case.
+        _ORIGINALS["transact_write_items"](self, transact_items)
+
+
+def _parse(self: DynamoDBBackend, item: dict[str, Any]) -> tuple[str, dict[str, Any], Any]:
+    if len(item) > 1:
+        raise TransactWriteSingleOpException
+    op_type, op = next(iter(item.items()))
+    if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+        raise MockValidationException("Unsupported transaction operation")
+    if op_type != "Put":
+        return op_type, op, op["Key"]
+    table = self.get_table(op["TableName"])
+    key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = op["Item"][table.range_key_attr]
+    return op_type, op, key
+
+
+def _reject_duplicates(actions: list[tuple[str, dict[str, Any], Any]]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for _, op, key in actions:
+        target = (str(op["TableName"]), str(dict(sorted(key.items()))))
+        if target in seen:
+            raise MultipleTransactionsException()
+        seen.add(target)
+
+
+def _check(self: DynamoDBBackend, op_type: str, op: dict[str, Any], key: Any) -> Reason:
+    try:
+        current = self.get_item(op["TableName"], key)
+        condition = op.get("ConditionExpression")
+        if condition is None:
+            return (None, None, None)
+        expression = get_filter_expression(
+            condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        )
+        if expression.expr(current):
+            return (None, None, None)
+        wants_item = op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+        item = current.to_json()["Attributes"] if wants_item and current else None
+        return ("ConditionalCheckFailed", ConditionalCheckFailed().message, item)
+    except (MultipleTransactionsException, MockValidationException):
+        raise
+    except Exception as error:
+        return (type(error).__name__, str(error), None)
+
+
+def _apply(self: DynamoDBBackend, op_type: str, op: dict[str, Any], key: Any) -> None:
+    names = op.get("ExpressionAttributeNames") or {}
+    values = op.get("ExpressionAttributeValues") or {}
+    if op_type == "Put":
+        self.put_item(op["TableName"], op["Item"], expression_attribute_names=names,
+                      expression_attribute_values=values)
+    elif op_type == "Delete":
+        self.delete_item(op["TableName"], key)
+    elif op_type == "Update":
+        self.update_item(op["TableName"], key, update_expression=op["UpdateExpression"],
+                         expression_attribute_names=names, expression_attribute_values=values)
+
+
+def _restore(self: DynamoDBBackend, snapshot: list[tuple[str, Any, Any]]) -> None:
+    for table_name, key, before in snapshot:
+        if before is None:
+            self.delete_item(table_name, key)
+        else:
+            self.put_item(table_name, before.to_json()["Attributes"])

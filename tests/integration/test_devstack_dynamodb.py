@@ -1,0 +1,95 @@
+"""The local stack's DynamoDB transactions: all or nothing, serializable, reasons in order."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from devstack import dynamodb_lock
+
+
+@pytest.fixture
+def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    dynamodb_lock.install()
+    with mock_aws():
+        resource = boto3.resource("dynamodb")
+        created = resource.create_table(
+            TableName="t", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        )
+        created.put_item(Item={"pk": "account", "balance": 10})
+        yield created
+
+
+def debit(amount: int, entry: str) -> list[dict[str, Any]]:
+    return [
+        {"Update": {"TableName": "t", "Key": {"pk": "account"},
+                    "UpdateExpression": "SET balance = balance - :a",
+                    "ConditionExpression": "balance >= :a",
+                    "ExpressionAttributeValues": {":a": amount}}},
+        {"Put": {"TableName": "t", "Item": {"pk": entry, "amount": amount},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+    ]
+
+
+def test_a_failed_condition_writes_nothing_and_reports_reasons_in_order(table: Any) -> None:
+    client = table.meta.client
+    client.transact_write_items(TransactItems=debit(3, "entry-1"))
+    with pytest.raises(ClientError) as raised:
+        client.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "t", "Item": {"pk": "other", "x": 1}}},
+            *debit(3, "entry-1"),
+        ])
+    reasons = [r["Code"] for r in raised.value.response["CancellationReasons"]]
+    assert reasons == ["None", "None", "ConditionalCheckFailed"]
+    assert table.get_item(Key={"pk": "account"})["Item"]["balance"] == 7
+    assert "Item" not in table.get_item(Key={"pk": "other"})
+
+
+def test_old_item_is_returned_on_request(table: Any) -> None:
+    action = debit(50, "entry-2")[0]
+    action["Update"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    with pytest.raises(ClientError) as raised:
+        table.meta.client.transact_write_items(TransactItems=[action])
+    reason = raised.value.response["CancellationReasons"][0]
+    assert reason["Code"] == "ConditionalCheckFailed"
+    assert reason["Item"]["balance"] == {"N": "10"}
+
+
+def test_two_actions_on_one_item_are_refused(table: Any) -> None:
+    with pytest.raises(ClientError) as raised:
+        table.meta.client.transact_write_items(TransactItems=debit(1, "account"))
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+    assert table.get_item(Key={"pk": "account"})["Item"]["balance"] == 10
+
+
+def test_concurrent_debits_never_overdraw(table: Any) -> None:
+    client, outcomes = table.meta.client, []
+    gate = threading.Barrier(8)
+
+    def attempt(n: int) -> None:
+        gate.wait()
+        try:
+            client.transact_write_items(TransactItems=debit(3, f"entry-{n}"))
+            outcomes.append("ok")
+        except ClientError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["ok"] * 3 + ["refused"] * 5
+    assert table.get_item(Key={"pk": "account"})["Item"]["balance"] == 1
