@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import zipfile
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,7 @@ PHONE_SET = REPO / ".cache/phone-set/4032x3024"
 def main() -> None:
     args = _arguments()
     photos = _phone_photos(args.phone) if args.phone else sorted(PHOTOS.iterdir())
-    stack = nullcontext(args.url) if args.url else running_stack()
-    with stack as base_url:
+    with nullcontext(args.url) if args.url else _started_stack() as base_url:
         print(f"local API at {base_url}")
         token = make_user(base_url, "demo-user", quota=500, plan="pro")
         client = PixelBatchClient(base_url, token)
@@ -47,6 +47,12 @@ def main() -> None:
         _save(client, task, args.out)
         balance = client.ok("GET", "/api/quota")["data"]["balance"]
         print(f"quota left: {balance}")
+
+
+@contextmanager
+def _started_stack() -> Iterator[str]:
+    with running_stack() as stack:
+        yield stack.base_url
 
 
 def _arguments() -> argparse.Namespace:

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -19,17 +20,31 @@ REPO = Path(__file__).resolve().parent.parent
 READY = re.compile(r"^PixelBatch local API ready at (http://\S+)$", re.MULTILINE)
 
 
+@dataclass(frozen=True)
+class StackProcess:
+    base_url: str
+    stderr_path: Path
+
+    def stderr_tail(self, lines: int = 60) -> str:
+        text = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
 @contextmanager
-def running_stack(timeout: float = 60) -> Iterator[str]:
-    """Start the local stack, yield its base URL, stop it on exit. Its logs go to a temp file."""
-    logs = Path(tempfile.mkdtemp(prefix="devstack-"))
+def running_stack(
+    *, env: Mapping[str, str] | None = None, logs: Path | None = None, timeout: float = 60
+) -> Iterator[StackProcess]:
+    """Start the local stack on free ports, yield it, stop it on exit. Its output goes to files
+    (never a pipe, which a chatty stack could fill and block on)."""
+    logs = logs or Path(tempfile.mkdtemp(prefix="devstack-"))
     stdout, stderr = logs / "stdout.log", logs / "stderr.log"
-    env = {**os.environ, "PORT": "0", "MOTO_PORT": "0", "PYTHONUNBUFFERED": "1"}
+    environment = {**os.environ, "PORT": "0", "MOTO_PORT": "0", "PYTHONUNBUFFERED": "1",
+                   **(env or {})}
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=REPO, env=env,
-                                   stdout=out, stderr=err)
+        process = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=REPO,
+                                   env=environment, stdout=out, stderr=err)
     try:
-        yield _wait_ready(process, stdout, stderr, timeout)
+        yield StackProcess(_wait_ready(process, stdout, stderr, timeout), stderr)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -7,15 +7,10 @@ on a full pipe, and the stderr tail is printed when startup or any test fails.
 
 from __future__ import annotations
 
-import os
-import re
 import secrets
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +19,10 @@ import pytest
 import requests
 
 from devstack.gateway import dev_authorizer
+from devstack.process import running_stack
 from devstack.template import JwtAuthorizer, load_template
 
 REPO = Path(__file__).resolve().parents[2]
-READY = re.compile(r"^PixelBatch local API ready at (http://\S+)$", re.MULTILINE)
 STARTUP_TIMEOUT_SECONDS = 60
 STDERR_TAIL_LINES = 60
 
@@ -76,51 +71,23 @@ class LocalApi:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _wait_ready(process: subprocess.Popen[bytes], stdout: Path, stderr: Path) -> str:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        found = READY.search(stdout.read_text(errors="replace"))
-        if found:
-            return found.group(1)
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    tail = "\n".join(stderr.read_text(errors="replace").splitlines()[-STDERR_TAIL_LINES:])
-    state = f"exited with {process.returncode}" if process.poll() is not None else "timed out"
-    pytest.fail(f"python -m devstack {state} before it was ready; stderr tail:\n{tail}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 @pytest.fixture(scope="session")
 def local_api(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
               ) -> Iterator[LocalApi]:
-    logs = tmp_path_factory.mktemp("devstack")
-    stdout, stderr = logs / "stdout.log", logs / "stderr.log"
     secret = secrets.token_urlsafe(32)  # known to the tests, so they can forge bad tokens
-    env = {**os.environ, "PORT": "0", "MOTO_PORT": "0", "DEVSTACK_JWT_SECRET": secret,
-           "PYTHONUNBUFFERED": "1"}
     authorizer = dev_authorizer(load_template(REPO / "template.yaml"))
     assert authorizer is not None, "template.yaml declares no JWT authorizer"
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devstack"], cwd=REPO, env=env, stdout=out, stderr=err
-        )
-    try:
-        base_url = _wait_ready(process, stdout, stderr)
-        api = LocalApi(base_url, secret, authorizer, stderr)
+    logs = tmp_path_factory.mktemp("devstack")
+    with ExitStack() as cleanup:
+        try:
+            stack = cleanup.enter_context(running_stack(
+                env={"DEVSTACK_JWT_SECRET": secret}, logs=logs, timeout=STARTUP_TIMEOUT_SECONDS))
+        except RuntimeError as error:
+            pytest.fail(str(error))
+        api = LocalApi(stack.base_url, secret, authorizer, stack.stderr_path)
         yield api
-    finally:
-        _stop(process)
     if request.session.testsfailed:
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"\n--- devstack stderr tail ({stderr}) ---\n{api.stderr_tail()}")
+            reporter.write_line(f"\n--- devstack stderr tail ({api.stderr_path}) ---\n"
+                                f"{api.stderr_tail()}")

@@ -19,6 +19,7 @@ from pixelbatch.repos.dynamo import (
     plain,
     query_all,
     transact,
+    update_conditionally,
 )
 
 TASK_SK = "task"
@@ -193,40 +194,32 @@ class TaskStore:
     # ------------------------------------------------------------------ item transitions
 
     def mark_processing(self, task_id: str) -> bool:
-        try:
-            self._tasks.update_item(
-                Key={"pk": task_pk(task_id), "sk": TASK_SK},
-                UpdateExpression="SET #s = :processing, updated_at = :now",
-                ConditionExpression="#s IN (:pending, :processing)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":processing": TaskStatus.PROCESSING.value,
-                    ":pending": TaskStatus.PENDING.value,
-                    ":now": now_iso(),
-                },
-            )
-        except self._client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._update_if(
+            {"pk": task_pk(task_id), "sk": TASK_SK},
+            UpdateExpression="SET #s = :processing, updated_at = :now",
+            ConditionExpression="#s IN (:pending, :processing)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":processing": TaskStatus.PROCESSING.value,
+                ":pending": TaskStatus.PENDING.value,
+                ":now": now_iso(),
+            },
+        )
 
     def claim_item(self, task_id: str, ref: ItemRef) -> bool:
         """pending -> processing for this attempt; False if someone else moved it first."""
-        try:
-            self._tasks.update_item(
-                Key={"pk": task_pk(task_id), "sk": item_sk(ref.index)},
-                UpdateExpression="SET #s = :processing, updated_at = :now",
-                ConditionExpression="#s = :pending AND attempt = :attempt",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":processing": ItemStatus.PROCESSING.value,
-                    ":pending": ItemStatus.PENDING.value,
-                    ":attempt": ref.attempt,
-                    ":now": now_iso(),
-                },
-            )
-        except self._client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._update_if(
+            {"pk": task_pk(task_id), "sk": item_sk(ref.index)},
+            UpdateExpression="SET #s = :processing, updated_at = :now",
+            ConditionExpression="#s = :pending AND attempt = :attempt",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":processing": ItemStatus.PROCESSING.value,
+                ":pending": ItemStatus.PENDING.value,
+                ":attempt": ref.attempt,
+                ":now": now_iso(),
+            },
+        )
 
     def get_item(self, task_id: str, index: int) -> Item | None:
         row = self._tasks.get_item(
@@ -364,20 +357,20 @@ class TaskStore:
             conditions.append("#r = :round")
             names["#r"] = "round"
             values[":round"] = expected_round
-        try:
-            self._tasks.update_item(
-                Key={"pk": task_pk(task_id), "sk": TASK_SK},
-                UpdateExpression="SET " + ", ".join(sets)
-                + ("" if status in OPEN_STATUSES else " REMOVE open_shard"),
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except self._client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._update_if(
+            {"pk": task_pk(task_id), "sk": TASK_SK},
+            UpdateExpression="SET " + ", ".join(sets)
+            + ("" if status in OPEN_STATUSES else " REMOVE open_shard"),
+            ConditionExpression=" AND ".join(conditions),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     # ------------------------------------------------------------------ building blocks
+
+    def _update_if(self, key: dict[str, str], **update: Any) -> bool:
+        """A conditional update; False when the condition did not hold."""
+        return update_conditionally(self._tasks, Key=key, **update) is not None
 
     def _debit(self, user_id: str, amount: int) -> dict[str, Any]:
         return {"Update": {
