@@ -17,7 +17,11 @@ container = build_container()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = ItemEvent.model_validate(event)
-    logger.append_keys(task_id=request.task_id, index=request.index, attempt=request.attempt)
+    # Per thread: the local stack runs several invocations in one process.
+    logger.thread_safe_clear_keys()
+    logger.thread_safe_append_keys(
+        task_id=request.task_id, index=request.index, attempt=request.attempt
+    )
     ref = ItemRef(request.index, request.attempt)
     if request.action == "record_failure":
         outcome = container.processing.record_failure(request.task_id, ref, request.error)
