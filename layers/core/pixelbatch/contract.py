@@ -142,7 +142,7 @@ def parse_body(model: type[BodyT], raw: str | None) -> BodyT:
     """Parse a JSON body into a contract model; every failure is a 400 with a readable message."""
     try:
         data = json.loads(raw) if raw else None
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, RecursionError) as error:
         raise InvalidRequest("请求体不是合法的JSON") from error
     try:
         return model.model_validate(data)

@@ -40,6 +40,13 @@ IDEMPOTENCY_KEY_PATTERN: Final = r"^[A-Za-z0-9._:\-]{8,128}$"
 TASK_ID_EXAMPLE: Final = "3f2c9a7e5b8d4c1fa0e6b2d97c4e8a15"
 TIME_EXAMPLE: Final = "2025-05-01T08:30:00.123456Z"
 IMAGE_EXAMPLE: Final = "s3://pixelbatch-uploads/uploads/user-123/9b1d.../photo.jpg"
+# `grant` is written when an account is created or reset (pixelbatch.seed.reset_account), the
+# other two by the task transactions (repos.tasks).
+LEDGER_KINDS: Final = ("grant", "charge", "refund")
+PAGE_ERRORS: Final = {
+    "Bad limit": f"limit必须是1到{MAX_LIST_LIMIT}之间的整数",
+    "Bad cursor": "cursor无效",
+}
 
 _KEY_IN_PROGRESS: Final = "相同Idempotency-Key的请求正在处理中"
 _IDEMPOTENCY_ERRORS: Final = {
@@ -319,12 +326,21 @@ def _created_schemas() -> Json:
     }
 
 
+def _next_cursor() -> Json:
+    return _nullable("string", description="Pass as `cursor` for the next page; null at the end")
+
+
 def _account_schemas() -> Json:
     return {
         "LedgerEntry": _closed(
             {
                 "entry_id": {"type": "string"},
-                "kind": {"type": "string", "enum": ["charge", "refund"]},
+                "kind": {
+                    "type": "string",
+                    "enum": list(LEDGER_KINDS),
+                    "description": "`grant`: quota given to the account (its opening balance); "
+                    "`charge` and `refund`: a task's images",
+                },
                 "amount": _integer(0),
                 "task_id": _nullable("string"),
                 "items": {"type": "array", "items": _integer(0)},
@@ -338,8 +354,10 @@ def _account_schemas() -> Json:
                 "ledger": {
                     "type": "array",
                     "items": ref("LedgerEntry"),
-                    "description": "Recent charges and refunds, newest first",
+                    "description": "One page of the ledger (grants, charges and refunds), "
+                    "newest first",
                 },
+                "next_cursor": _next_cursor(),
             }
         ),
         "Feature": _closed(
@@ -384,9 +402,7 @@ def _reply_schemas() -> Json:
         "TaskPage": _closed(
             {
                 "tasks": {"type": "array", "items": ref("TaskSummary")},
-                "next_cursor": _nullable(
-                    "string", description="Pass as `cursor` for the next page; null at the end"
-                ),
+                "next_cursor": _next_cursor(),
             }
         ),
         "RetryFailedReply": _closed(
@@ -672,6 +688,26 @@ def _create_single() -> Json:
     }
 
 
+def _page_parameters() -> list[Json]:
+    return [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": _integer(1, maximum=MAX_LIST_LIMIT, default=DEFAULT_LIST_LIMIT),
+            "description": "Page size",
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "`next_cursor` of the previous page (opaque; only the caller's own "
+            "cursors are accepted)",
+        },
+    ]
+
+
 def _list_tasks() -> Json:
     page = {"tasks": [_summary_example()], "next_cursor": None}
     return {
@@ -679,27 +715,10 @@ def _list_tasks() -> Json:
         "operationId": "listTasks",
         "summary": "The caller's tasks, newest first",
         "security": BEARER,
-        "parameters": [
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "schema": _integer(1, maximum=MAX_LIST_LIMIT, default=DEFAULT_LIST_LIMIT),
-                "description": "Page size",
-            },
-            {
-                "name": "cursor",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "string"},
-                "description": "`next_cursor` of the previous page (opaque)",
-            },
-        ],
+        "parameters": _page_parameters(),
         "responses": {
             "200": _ok("TaskPage", page),
-            "400": _bad_request(
-                {"Bad limit": "limit必须是1到100之间的整数", "Bad cursor": "cursor无效"}
-            ),
+            "400": _bad_request(dict(PAGE_ERRORS)),
             "401": _shared("Unauthorized"),
             "500": _shared("ServerError"),
         },
@@ -861,15 +880,22 @@ def _cancel() -> Json:
 
 
 def _get_quota() -> Json:
-    ledger = [{"entry_id": f"charge#{TASK_ID_EXAMPLE}#r1", "kind": "charge", "amount": 2,
-               "task_id": TASK_ID_EXAMPLE, "items": [0, 1], "created_at": TIME_EXAMPLE}]
+    ledger = [
+        {"entry_id": f"charge#{TASK_ID_EXAMPLE}#r1", "kind": "charge", "amount": 2,
+         "task_id": TASK_ID_EXAMPLE, "items": [0, 1], "created_at": TIME_EXAMPLE},
+        {"entry_id": "grant#2025-05-01T08:00:00.000000Z", "kind": "grant", "amount": 100,
+         "task_id": None, "items": [], "created_at": "2025-05-01T08:00:00.000000Z"},
+    ]
+    quota = {"balance": 98, "plan": "free", "ledger": ledger, "next_cursor": None}
     return {
         "tags": ["account"],
         "operationId": "getQuota",
-        "summary": "Quota balance, plan and recent ledger entries",
+        "summary": "Quota balance, plan and the ledger, newest first, one page at a time",
         "security": BEARER,
+        "parameters": _page_parameters(),
         "responses": {
-            "200": _ok("Quota", {"balance": 98, "plan": "free", "ledger": ledger}),
+            "200": _ok("Quota", quota),
+            "400": _bad_request(dict(PAGE_ERRORS)),
             "401": _shared("Unauthorized"),
             "500": _shared("ServerError"),
         },

@@ -110,9 +110,13 @@ class ProcessingService:
         )
         if self._tasks.complete_item(task_id, ref, output_key=key, ext=rendered.ext):
             return Outcome(ItemStatus.SUCCESS.value)
+        current = self._tasks.get_item(task_id, ref.index)
+        if current and current.status is ItemStatus.SUCCESS and current.output_key == key:
+            # An overlapping delivery of this same attempt won; the output is its output too.
+            return Outcome(ItemStatus.SUCCESS.value, "duplicate")
         # Cancelled (or settled by the reconciler) while we worked: the output does not count.
         self._objects.delete(self._settings.outputs_bucket, key)
-        return Outcome(_status_of(self._tasks.get_item(task_id, ref.index)), "late")
+        return Outcome(_status_of(current), "late")
 
     def _own_attempt(self, task_id: str, item: Item, ref: ItemRef) -> bool:
         """Claim the attempt, or carry on with it when this is a redelivered invocation."""

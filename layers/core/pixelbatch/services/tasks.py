@@ -36,11 +36,12 @@ from pixelbatch.observability import logger
 from pixelbatch.repos.accounts import AccountStore
 from pixelbatch.repos.executions import ExecutionStarter
 from pixelbatch.repos.objects import ObjectStore
-from pixelbatch.repos.tasks import TaskPage, TaskStore
+from pixelbatch.repos.tasks import ItemFailureRecord, TaskPage, TaskStore
 from pixelbatch.services.catalog import CatalogService, RateLimiter, validate_inputs
 from pixelbatch.settings import Settings
 
 DEFAULT_PLAN = "free"
+START_FAILED = ItemFailureRecord("start_failed", StartFailed.default_message, retryable=True)
 TASK_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -114,7 +115,8 @@ class TaskService:
             self._executions.start(task.task_id, task.round, refs)
         except Exception as error:
             logger.exception("execution start failed; undoing the charge", task_id=task.task_id)
-            self._tasks.cancel_items(task, refs)
+            for ref in refs:  # failed and refunded, so the user can simply retry them later
+                self._tasks.fail_item(task, ref, START_FAILED)
             _, items = self._tasks.get_with_items(task.task_id)
             self._tasks.set_status(
                 task.task_id, final_status(items), allowed_from=None,
