@@ -41,6 +41,7 @@ from pixelbatch.services.catalog import CatalogService, RateLimiter, validate_in
 from pixelbatch.settings import Settings
 
 DEFAULT_PLAN = "free"
+OPEN = (TaskStatus.PENDING, TaskStatus.PROCESSING)
 START_FAILED = ItemFailureRecord("start_failed", StartFailed.default_message, retryable=True)
 TASK_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -119,7 +120,7 @@ class TaskService:
                 self._tasks.fail_item(task, ref, START_FAILED)
             _, items = self._tasks.get_with_items(task.task_id)
             self._tasks.set_status(
-                task.task_id, final_status(items), allowed_from=None,
+                task.task_id, final_status(items), allowed_from=OPEN,
                 error_message=StartFailed.default_message,
             )
             raise StartFailed() from error
@@ -148,10 +149,9 @@ class TaskService:
     def cancel(self, user_id: str, task_id: str) -> int:
         """Settle in DynamoDB first (late finishers then lose their condition), then stop the
         executions as a courtesy. Returns the quota refunded by this call."""
-        task, items = self.owned(user_id, task_id)
-        unfinished = (TaskStatus.PENDING, TaskStatus.PROCESSING)
-        if task.status not in unfinished or not self._tasks.set_status(
-            task_id, TaskStatus.CANCELLED, allowed_from=unfinished
+        task, _ = self.owned(user_id, task_id)
+        if task.status not in OPEN or not self._tasks.set_status(
+            task_id, TaskStatus.CANCELLED, allowed_from=OPEN
         ):
             raise StateConflict("任务已结束，无法取消")
         _, items = self._tasks.get_with_items(task_id)
