@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixelbatch.api import views
-from pixelbatch.api.http import create_app, current_user, ok, query_int
+from pixelbatch.api.http import body_text, create_app, current_user, ok, query_int
 from pixelbatch.container import build_container
 from pixelbatch.contract import UploadsBody, parse_body
 from pixelbatch.observability import logger, metrics, tracer
@@ -38,7 +38,7 @@ def list_features() -> Response:
 
 @app.post("/api/uploads")
 def create_uploads() -> Response:
-    body = parse_body(UploadsBody, app.current_event.decoded_body)
+    body = parse_body(UploadsBody, body_text(app))
     uploads = container.accounts.presign_uploads(current_user(app), body)
     return ok({"uploads": [views.upload(item) for item in uploads]})
 

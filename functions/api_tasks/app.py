@@ -9,6 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixelbatch.api import views
 from pixelbatch.api.http import (
+    body_text,
     create_app,
     current_user,
     ok,
@@ -32,14 +33,14 @@ def once(route: str, action: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
     user = current_user(app)
     return idempotent.run(
         user=user, route=route, key=app.current_event.headers.get(HEADER),
-        body=app.current_event.decoded_body, action=lambda: action(user),
+        body=body_text(app), action=lambda: action(user),
     )
 
 
 @app.post("/api/tasks/batch")
 @tracer.capture_method
 def create_batch() -> Response:
-    body = parse_body(BatchBody, app.current_event.decoded_body)
+    body = parse_body(BatchBody, body_text(app))
 
     def create(user: str) -> dict[str, Any]:
         task = container.tasks.create(user, body)
@@ -52,7 +53,7 @@ def create_batch() -> Response:
 @app.post("/api/tasks")
 @tracer.capture_method
 def create_single() -> Response:
-    body = parse_body(SingleBody, app.current_event.decoded_body)
+    body = parse_body(SingleBody, body_text(app))
 
     def create(user: str) -> dict[str, Any]:
         return views.created(container.tasks.create(user, body))

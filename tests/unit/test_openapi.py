@@ -210,6 +210,25 @@ def test_money_moving_routes_take_an_idempotency_key(document: dict[str, Any]) -
     assert key["schema"]["pattern"] == idempotency._KEY_FORMAT.pattern
 
 
+@pytest.mark.parametrize("path", ["/api/tasks", "/api/quota"])
+def test_paged_routes_take_the_limit_and_cursor_the_handlers_read(
+    document: dict[str, Any], path: str
+) -> None:
+    operation = document["paths"][path]["get"]
+    resolved = (resolve(document, raw) for raw in operation.get("parameters", []))
+    parameters = {parameter["name"]: parameter for parameter in resolved}
+    assert set(parameters) == {"limit", "cursor"}
+    assert all(p["in"] == "query" and not p["required"] for p in parameters.values())
+    limit = parameters["limit"]["schema"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 100, 20)
+    page = response(document, "get", path, "200")["content"]["application/json"]["schema"]
+    data = resolve(document, resolve(document, page)["properties"]["data"])
+    assert "next_cursor" in data["required"]
+    examples = response(document, "get", path, "400")["content"]["application/json"]["examples"]
+    messages = {example["value"]["message"] for example in examples.values()}
+    assert messages == {"limit必须是1到100之间的整数", "cursor无效"}
+
+
 def test_rate_limited_replies_carry_retry_after(document: dict[str, Any]) -> None:
     limited = [(m, p, o) for m, p, o in operations(document) if "429" in o["responses"]]
     assert {p for _, p, _ in limited} == {"/api/tasks/batch", "/api/tasks"}
@@ -366,9 +385,17 @@ def test_task_page_matches_what_the_handler_builds(document: dict[str, Any]) -> 
 
 
 def test_account_replies_match_what_the_views_build(document: dict[str, Any]) -> None:
-    entry = LedgerEntry("charge#t#r1", "charge", 2, NOW, task_id="t", items=[0, 1])
-    quota = {"balance": 5, "plan": "free", "ledger": [views.ledger_entry(entry)]}
+    entries = [
+        LedgerEntry("charge#t#r1", "charge", 2, NOW, task_id="t", items=[0, 1]),
+        LedgerEntry("refund#t#r1#1", "refund", 1, NOW, task_id="t", items=[1]),
+        LedgerEntry(f"grant#{NOW}", "grant", 100, NOW),
+    ]
+    ledger = [views.ledger_entry(entry) for entry in entries]
+    quota = {"balance": 5, "plan": "free", "ledger": ledger, "next_cursor": None}
     assert not _data_of(document, "get", "/api/quota", quota)
+    assert not _data_of(document, "get", "/api/quota", {**quota, "next_cursor": "eyJ9"})
+    assert _data_of(document, "get", "/api/quota", {k: v for k, v in quota.items()
+                                                    if k != "next_cursor"})
     feature = Feature("basic_clean", "Basic", "", True, None, 1, RateLimitPolicy(30, 60), "pl",
                       ("free",), {"type": "object"})
     assert not _data_of(document, "get", "/api/features", {"features": [views.feature(feature)]})
@@ -398,6 +425,7 @@ DOMAIN_ERRORS: list[tuple[errors.DomainError, str, str]] = [
      "/api/tasks/{taskId}/cancel"),
     (errors.NotTaskOwner(), "post", "/api/tasks/{taskId}/cancel"),
     (errors.InvalidRequest("cursor无效"), "get", "/api/tasks"),
+    (errors.InvalidRequest("limit必须是1到100之间的整数"), "get", "/api/quota"),
     (errors.InvalidRequest("files必须是数组"), "post", "/api/uploads"),
 ]
 

@@ -64,6 +64,14 @@ def redirect(location: str) -> Response:
     return Response(302, None, "", headers={"Location": location, "Cache-Control": "no-store"})
 
 
+def body_text(app: APIGatewayHttpResolver) -> str | None:
+    """The request body as text; bytes that are not UTF-8 are a client mistake, not a 500."""
+    try:
+        return app.current_event.decoded_body
+    except (UnicodeDecodeError, ValueError) as error:
+        raise InvalidRequest("请求体必须是UTF-8编码的JSON") from error
+
+
 def current_user(app: APIGatewayHttpResolver) -> str:
     """The JWT authorizer has verified the token; its `sub` claim is the user id."""
     claims = app.current_event.request_context.authorizer.jwt_claim or {}

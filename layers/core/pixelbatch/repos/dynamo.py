@@ -97,6 +97,17 @@ def plain(value: Any) -> Any:
     return value
 
 
+def storable(value: Any) -> Any:
+    """The inverse of `plain`: DynamoDB takes numbers as Decimal, never float."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {key: storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
+
+
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 

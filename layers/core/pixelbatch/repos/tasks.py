@@ -18,6 +18,7 @@ from pixelbatch.repos.dynamo import (
     encode_cursor,
     plain,
     query_all,
+    storable,
     transact,
     update_conditionally,
 )
@@ -431,7 +432,8 @@ def task_to_row(task: Task) -> dict[str, Any]:
         "is_batch": task.is_batch, "batch_total": task.batch_total,
         "batch_success": task.batch_success, "batch_failed": task.batch_failed,
         "batch_cancelled": task.batch_cancelled, "quota_cost": task.quota_cost,
-        "round": task.round, "input_data": task.input_data, "steps": task.steps,
+        "round": task.round, "input_data": storable(task.input_data),
+        "steps": storable(task.steps),
         "created_at": task.created_at, "updated_at": task.updated_at,
     }
     if task.status in OPEN_STATUSES:

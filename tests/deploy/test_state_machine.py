@@ -1,0 +1,162 @@
+"""statemachine/batch.asl.json as Step Functions will get it: DefinitionSubstitutions filled in
+with well-formed stand-ins of what CloudFormation substitutes, then checked by statelint (the
+Python port of awslabs' Amazon States Language validator: fields, types, transitions, reachability,
+terminal states, Map processors, Retry/Catch).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable
+from typing import Any, Final
+
+import pytest
+from statelint.config import Config
+from statelint.linter import Linter
+
+from tests.deploy.cfn_yaml import load, resources_of_type
+from tests.deploy.tooling import REGION, REPO, TEMPLATE
+
+ACCOUNT: Final = "123456789012"
+STACK: Final = "pixelbatch-dev"
+PLACEHOLDER: Final = re.compile(r"\$\{([^}]+)\}")
+LAMBDA_ARN: Final = re.compile(
+    r"^arn:aws:lambda:[a-z]{2}(-[a-z]+)+-\d:\d{12}:function:[A-Za-z0-9_-]{1,64}$"
+)
+
+
+def _state_machines() -> dict[str, dict[str, Any]]:
+    return resources_of_type(load(TEMPLATE), "AWS::Serverless::StateMachine")
+
+
+def stand_in(value: Any, resources: dict[str, Any]) -> str:
+    """What CloudFormation would substitute for `value`, with made-up but well-formed ids."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and list(value) == ["Fn::GetAtt"]:
+        logical_id, attribute = value["Fn::GetAtt"]
+        kind = resources[logical_id]["Type"]
+        if kind == "AWS::Serverless::Function" and attribute == "Arn":
+            name = f"{STACK}-{logical_id}-A1B2C3D4E5F6"[:64]
+            return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+    raise AssertionError(f"no stand-in for {value!r}: teach stand_in() what it resolves to")
+
+
+def substituted(machine: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The definition text with every ${Key} replaced, as Step Functions receives it."""
+    properties = machine["Properties"]
+    text = (REPO / properties["DefinitionUri"]).read_text(encoding="utf-8")
+    resources = load(TEMPLATE)["Resources"]
+    values = {
+        key: stand_in(value, resources)
+        for key, value in (properties.get("DefinitionSubstitutions") or {}).items()
+    }
+    return PLACEHOLDER.sub(lambda found: values[found.group(1)], text), values
+
+
+def lintable(definition: dict[str, Any]) -> dict[str, Any]:
+    """statelint (like the Ruby original) wants BackoffRate written as a JSON float; Step
+    Functions takes any number >= 1, so whole numbers become floats and the range check stays."""
+    copied = copy.deepcopy(definition)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            rate = node.get("BackoffRate")
+            if isinstance(rate, int) and not isinstance(rate, bool):
+                node["BackoffRate"] = float(rate)
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(copied)
+    return copied
+
+
+def lint(definition: dict[str, Any]) -> list[str]:
+    return list(Linter.validate(lintable(definition), Config()))
+
+
+MACHINES = _state_machines()
+
+
+@pytest.mark.parametrize("logical_id", sorted(MACHINES))
+def test_every_placeholder_has_a_substitution_and_every_substitution_is_used(
+    logical_id: str,
+) -> None:
+    properties = MACHINES[logical_id]["Properties"]
+    text = (REPO / properties["DefinitionUri"]).read_text(encoding="utf-8")
+    placeholders = set(PLACEHOLDER.findall(text))
+    assert placeholders == set(properties.get("DefinitionSubstitutions") or {})
+
+
+@pytest.mark.parametrize("logical_id", sorted(MACHINES))
+def test_the_substituted_definition_is_valid_states_language(logical_id: str) -> None:
+    text, values = substituted(MACHINES[logical_id])
+    assert not PLACEHOLDER.search(text)
+    for value in values.values():
+        assert LAMBDA_ARN.fullmatch(value), value
+    problems = lint(json.loads(text))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("logical_id", sorted(MACHINES))
+def test_every_lambda_task_invokes_a_function_of_the_template(logical_id: str) -> None:
+    text, values = substituted(MACHINES[logical_id])
+    invoked = {
+        state["Parameters"]["FunctionName"]
+        for state in _states(json.loads(text))
+        if state.get("Resource") == "arn:aws:states:::lambda:invoke"
+    }
+    assert invoked == set(values.values())
+
+
+def _states(definition: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for state in definition.get("States", {}).values():
+        found.append(state)
+        for nested in ("ItemProcessor", "Iterator"):
+            if nested in state:
+                found += _states(state[nested])
+        for branch in state.get("Branches", []):
+            found += _states(branch)
+    return found
+
+
+def _first(definition: dict[str, Any], has: str) -> dict[str, Any]:
+    return next(state for state in _states(definition) if has in state)
+
+
+def _dangling_next(definition: dict[str, Any]) -> None:
+    _first(definition, "Next")["Next"] = "NoSuchState"
+
+
+def _slow_backoff(definition: dict[str, Any]) -> None:
+    _first(definition, "Retry")["Retry"][0]["BackoffRate"] = 0.5
+
+
+def _unknown_field(definition: dict[str, Any]) -> None:
+    _first(definition, "Type")["Bogus"] = True
+
+
+def _unknown_jitter(definition: dict[str, Any]) -> None:
+    _first(definition, "Retry")["Retry"][0]["JitterStrategy"] = "SOMETIMES"
+
+
+def _map_without_processor(definition: dict[str, Any]) -> None:
+    del _first(definition, "ItemProcessor")["ItemProcessor"]
+
+
+BREAKAGES = [_dangling_next, _slow_backoff, _unknown_field, _unknown_jitter,
+             _map_without_processor]
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES, ids=[b.__name__.strip("_") for b in BREAKAGES])
+def test_the_linter_catches_a_broken_copy(breakage: Callable[[dict[str, Any]], None]) -> None:
+    """The check has teeth: each of these, done to the real definition, is reported."""
+    definition = json.loads(substituted(MACHINES[sorted(MACHINES)[0]])[0])
+    breakage(definition)
+    assert lint(definition)
