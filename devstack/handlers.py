@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from devstack import powertools_threads
 from devstack.template import Function, Template, load_template
 
 __all__ = [
@@ -166,6 +167,7 @@ class EnvironmentPool:
     never shared by concurrent invocations; each environment here is a fresh import."""
 
     def __init__(self, function: Function) -> None:
+        powertools_threads.install()  # concurrent invocations share this process
         self._function = function
         self._idle: list[LambdaHandler] = []
         self._started = 0

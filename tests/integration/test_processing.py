@@ -282,7 +282,7 @@ def test_finalize_announces_the_finished_batch_once(
 
     monkeypatch.setattr(events.EventPublisher, "batch_finished", record)
     user = stack.user("judy", quota=10)
-    urls = photo_urls(stack, user, 1) + [upload(stack, user, "junk.jpg", JUNK)]
+    urls = [*photo_urls(stack, user, 1), upload(stack, user, "junk.jpg", JUNK)]
     task_id = create(stack, user, urls)
     # When the round runs and finalize is delivered twice
     run_round(stack, task_id)
