@@ -119,9 +119,11 @@ class TaskService:
             for ref in refs:  # failed and refunded, so the user can simply retry them later
                 self._tasks.fail_item(task, ref, START_FAILED)
             _, items = self._tasks.get_with_items(task.task_id)
+            # Items of an earlier round may still be running; their finalize ends the task.
+            running = any(item.status in UNFINISHED_ITEM_STATUSES for item in items)
             self._tasks.set_status(
-                task.task_id, final_status(items), allowed_from=OPEN,
-                error_message=StartFailed.default_message,
+                task.task_id, TaskStatus.PROCESSING if running else final_status(items),
+                allowed_from=OPEN, error_message=StartFailed.default_message,
             )
             raise StartFailed() from error
 
