@@ -88,6 +88,14 @@ def template() -> Template:
 
 @pytest.fixture
 def stack(template: Template, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    lambda_environment(template, monkeypatch)
+    with mock_aws():
+        _build(template)
+        yield Stack(template)
+
+
+def lambda_environment(template: Template, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the handlers see on Lambda, pointed at moto in process, with atomic DynamoDB."""
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", template.naming.region)
@@ -98,9 +106,6 @@ def stack(template: Template, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack
     for name, value in template.environment().items():
         monkeypatch.setenv(name, value)
     dynamodb_lock.install()
-    with mock_aws():
-        _build(template)
-        yield Stack(template)
 
 
 def _build(template: Template) -> None:

@@ -68,9 +68,9 @@ from pixelbatch.services.processing import Outcome, ProcessingService, output_ke
 from pixelbatch.services.tasks import TaskService
 from pixelbatch.settings import Settings
 
-from devstack import dynamodb_lock
 from devstack.resources import create_bucket, create_table
 from devstack.template import Template
+from tests.integration.conftest import lambda_environment
 from tests.support.http_events import REPO
 from tests.support.money import (
     OPEN_TASK,
@@ -241,16 +241,7 @@ class World:
 
 @pytest.fixture
 def world(template: Template, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", template.naming.region)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    for name, value in template.environment().items():
-        monkeypatch.setenv(name, value)
-    dynamodb_lock.install()
+    lambda_environment(template, monkeypatch)
     with mock_aws():
         built = World.build(template)
         built.reset()
