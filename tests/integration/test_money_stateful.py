@@ -45,6 +45,7 @@ from pixelbatch.clock import now
 from pixelbatch.container import build_container
 from pixelbatch.contract import BatchBody, SingleBody
 from pixelbatch.errors import (
+    ConcurrentUpdate,
     DomainError,
     NoFailedItems,
     NotABatchTask,
@@ -93,8 +94,7 @@ from tests.support.money import (
 # Limited quotas so that some creations and retries are refused; "cy" is on the free plan, which
 # only basic_clean allows.
 USERS: dict[str, tuple[int, str]] = {"ana": (10, "pro"), "ben": (20, "pro"), "cy": (5, "free")}
-# watermark (cost 2) cannot be created at all: see test_a_watermark_batch_can_be_created.
-FEATURE_COST: dict[str, int] = {"basic_clean": 1, "portrait_retouch": 3}
+FEATURE_COST: dict[str, int] = {"basic_clean": 1, "watermark": 2, "portrait_retouch": 3}
 FREE_PLAN_FEATURES = frozenset({"basic_clean"})
 MAX_ITEMS = 6
 # Few tasks per example, so that the steps pile up on the same tasks.
@@ -660,6 +660,37 @@ def test_the_reconciler_settles_what_a_failed_retry_start_left_running(world: Wo
     assert not at_rest_problems(rest)
 
 
+def test_the_reconciler_settles_what_an_interrupted_cancel_left_unfinished(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given ben's 3-image batch with image 0 done
+    services = world.services
+    task = services.tasks.create(
+        "ben", BatchBody(feature_id="basic_clean", input_images=world.urls("ben", 3))
+    )
+    assert services.store.claim_item(task.task_id, ItemRef(0, 1))
+    assert finish(services, task.task_id, ItemRef(0, 1), success=True)
+    # When the cancel marks the task cancelled, then its refund transaction meets contention
+    # beyond its retry budget (the caller gets a 409, a second cancel a "task has ended" 409)
+    def contended(*_: Any, **__: Any) -> list[ItemRef]:
+        raise ConcurrentUpdate()
+
+    monkeypatch.setattr(services.store, "cancel_items", contended)
+    with pytest.raises(ConcurrentUpdate):
+        services.tasks.cancel("ben", task.task_id)
+    monkeypatch.undo()
+    with pytest.raises(StateConflict):
+        services.tasks.cancel("ben", task.task_id)
+    # And the execution dies, and the reconciler runs past the deadline
+    services.processing.reconcile(now() + FAR_FUTURE)
+    # Then the two unfinished images are cancelled and refunded, as the cancel meant
+    rest = world.snapshot()
+    statuses = [item.status for item in rest.tasks[task.task_id].items]
+    assert statuses == ["success", "cancelled", "cancelled"], rest.tasks[task.task_id]
+    assert rest.balances["ben"] == USERS["ben"][0] - 1
+    assert not at_rest_problems(rest)
+
+
 def test_a_duplicate_delivery_keeps_the_winners_output(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -694,7 +725,8 @@ def test_a_duplicate_delivery_keeps_the_winners_output(
 
 
 def test_a_watermark_batch_can_be_created(world: World) -> None:
-    """The feature's schema default (opacity 0.5) and its pipeline hold a float."""
+    """Its schema default (opacity 0.5) and its pipeline hold a fraction, which DynamoDB
+    stores only as a Decimal."""
     task = world.services.tasks.create(
         "ben", BatchBody(feature_id="watermark", input_images=world.urls("ben", 2))
     )
@@ -799,9 +831,10 @@ def race(world: World, seed: int) -> None:
 def test_racing_workers_retries_cancels_and_finalizes_keep_the_money_straight(
     world: World, seed: int
 ) -> None:
-    # Given two 6-image batches, and 6 racers claiming, finishing (also late, with stale
-    # attempts), failing, finalizing, retrying (with failing starts), cancelling, reconciling
+    # Given two 6-image batches
     world.reset(RACE_USERS)
+    # When 6 racers at once claim, finish (also late, with stale attempts), fail, finalize,
+    # retry (with failing starts), cancel and reconcile
     race(world, seed)
     # Then, once they are done, the API and moto's memory agree and every rule holds
     snap = world.api_snapshot()

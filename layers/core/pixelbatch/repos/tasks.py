@@ -336,12 +336,16 @@ class TaskStore:
         expected_round: int | None = None,
         zip_key: str | None = None,
         error_message: str | None = None,
+        keep_open: bool = False,
     ) -> bool:
+        """Conditional status change. The task stays listed for the reconciler while it is
+        pending or processing, or when `keep_open` says its items are not all settled yet."""
         names = {"#s": "status"}
         values: dict[str, Any] = {":status": status.value, ":now": now_iso()}
         sets = ["#s = :status", "updated_at = :now"]
         conditions = ["attribute_exists(pk)"]
-        if status in OPEN_STATUSES:
+        listed = keep_open or status in OPEN_STATUSES
+        if listed:
             sets.append("open_shard = :open")
             values[":open"] = OPEN_SHARD
         if zip_key is not None:
@@ -361,7 +365,7 @@ class TaskStore:
         return self._update_if(
             {"pk": task_pk(task_id), "sk": TASK_SK},
             UpdateExpression="SET " + ", ".join(sets)
-            + ("" if status in OPEN_STATUSES else " REMOVE open_shard"),
+            + ("" if listed else " REMOVE open_shard"),
             ConditionExpression=" AND ".join(conditions),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,

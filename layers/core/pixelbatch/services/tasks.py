@@ -152,8 +152,9 @@ class TaskService:
         """Settle in DynamoDB first (late finishers then lose their condition), then stop the
         executions as a courtesy. Returns the quota refunded by this call."""
         task, _ = self.owned(user_id, task_id)
+        # Listed for the reconciler until every item is settled, should this call die midway.
         if task.status not in OPEN or not self._tasks.set_status(
-            task_id, TaskStatus.CANCELLED, allowed_from=OPEN
+            task_id, TaskStatus.CANCELLED, allowed_from=OPEN, keep_open=True
         ):
             raise StateConflict("任务已结束，无法取消")
         _, items = self._tasks.get_with_items(task_id)
@@ -163,6 +164,7 @@ class TaskService:
             if item.status in UNFINISHED_ITEM_STATUSES
         ]
         refunded = self._tasks.cancel_items(task, refs)
+        self._tasks.set_status(task_id, TaskStatus.CANCELLED, allowed_from=(TaskStatus.CANCELLED,))
         for round_no in range(1, task.round + 1):
             self._executions.stop(task_id, round_no, cause="cancelled by user")
         return len(refunded) * task.quota_cost
