@@ -44,9 +44,8 @@ from pixelbatch.imaging import fetch as fetch_mod
 from pixelbatch.services import processing as processing_mod
 from pixelbatch.settings import Settings
 
-from devstack import dynamodb_lock
 from devstack.template import Template, load_template
-from tests.integration.conftest import Reply, Stack, _build
+from tests.integration.conftest import Reply, Stack, _build, lambda_environment
 from tests.integration.test_processing import details, process, zip_of
 from tests.support.http_events import REPO
 
@@ -77,16 +76,7 @@ def moto_stack(template: Template) -> Iterator[Stack]:
     """The conftest's stack (same template, tables, catalog, handlers), built once per module:
     building it takes ~0.5 s, and every test here uses users of its own."""
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_DEFAULT_REGION", template.naming.region)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-        mp.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-        for name, value in template.environment().items():
-            mp.setenv(name, value)
-        dynamodb_lock.install()
+        lambda_environment(template, mp)
         with mock_aws():
             _build(template)
             yield Stack(template)
