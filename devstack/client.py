@@ -49,6 +49,18 @@ class PixelBatchClient:
         body: dict[str, Any] = response.json()
         return body
 
+    def quota(self) -> tuple[int, list[dict[str, Any]]]:
+        """The balance and every ledger entry, reading all pages."""
+        entries: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+            data = self.ok("GET", "/api/quota", params=params)["data"]
+            entries.extend(data["ledger"])
+            cursor = data["next_cursor"]
+            if not cursor:
+                return int(data["balance"]), entries
+
     def upload(self, files: Sequence[tuple[str, bytes]]) -> list[UploadedFile]:
         """Presign one PUT per file, then PUT the bytes exactly as a browser would."""
         specs = [{"filename": name, "content_type": _content_type(name), "size": len(data)}

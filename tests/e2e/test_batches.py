@@ -38,15 +38,7 @@ def balance(c: PixelBatchClient) -> int:
 
 def ledger_net(c: PixelBatchClient) -> tuple[int, int]:
     """Total charges and refunds, reading every page of the ledger."""
-    entries: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
-        data = c.ok("GET", "/api/quota", params=params)["data"]
-        entries.extend(data["ledger"])
-        cursor = data["next_cursor"]
-        if not cursor:
-            break
+    _, entries = c.quota()
     charges = sum(e["amount"] for e in entries if e["kind"] == "charge")
     refunds = sum(e["amount"] for e in entries if e["kind"] == "refund")
     return charges, refunds

@@ -49,17 +49,7 @@ def account(api: LocalApi, quota: int = 20) -> tuple[str, str, PixelBatchClient]
 
 def quota(c: PixelBatchClient) -> tuple[int, int, int]:
     """(balance, total charges, total refunds) as the client sees them, every ledger page."""
-    entries: list[dict[str, Any]] = []
-    cursor: str | None = None
-    balance = 0
-    while True:
-        params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
-        data = c.ok("GET", "/api/quota", params=params)["data"]
-        balance = data["balance"]
-        entries.extend(data["ledger"])
-        cursor = data["next_cursor"]
-        if not cursor:
-            break
+    balance, entries = c.quota()
     charges = sum(e["amount"] for e in entries if e["kind"] == "charge")
     refunds = sum(e["amount"] for e in entries if e["kind"] == "refund")
     return balance, charges, refunds

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
-
 from pixelbatch.models import Account, LedgerEntry
-from pixelbatch.repos.dynamo import decode_cursor, encode_cursor, plain, query_all
+from pixelbatch.repos.dynamo import newest_first_page, plain
 
 
 class AccountStore:
@@ -25,26 +23,11 @@ class AccountStore:
     def recent_entries(
         self, user_id: str, *, limit: int, cursor: str | None = None
     ) -> tuple[list[LedgerEntry], str | None]:
-        kwargs: dict[str, Any] = {
-            "IndexName": "by_time",
-            "KeyConditionExpression": Key("user_id").eq(user_id),
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            kwargs["ExclusiveStartKey"] = decode_cursor(
-                cursor, keys=("user_id", "entry_id", "created_at"), owner=("user_id", user_id)
-            )
-        page = self._ledger.query(**kwargs)
-        last = page.get("LastEvaluatedKey")
-        entries = [entry_from_row(row) for row in page.get("Items", [])]
-        return entries, encode_cursor(last) if last else None
-
-    def all_entries(self, user_id: str) -> list[LedgerEntry]:
-        rows = query_all(
-            self._ledger, KeyConditionExpression=Key("user_id").eq(user_id), ConsistentRead=True
+        rows, next_cursor = newest_first_page(
+            self._ledger, index="by_time", owner=("user_id", user_id), limit=limit,
+            cursor=cursor, cursor_keys=("user_id", "entry_id", "created_at"),
         )
-        return [entry_from_row(row) for row in rows]
+        return [entry_from_row(row) for row in rows], next_cursor
 
 
 def entry_from_row(row: dict[str, Any]) -> LedgerEntry:

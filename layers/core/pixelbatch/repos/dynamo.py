@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from pixelbatch.errors import ConcurrentUpdate, InvalidRequest
@@ -84,6 +85,25 @@ def query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return rows
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def newest_first_page(
+    table: Any, *, index: str, owner: tuple[str, str], limit: int, cursor: str | None,
+    cursor_keys: tuple[str, ...],
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of an owner's rows from an index sorted by time, newest first, with an opaque
+    cursor that only that owner can continue."""
+    kwargs: dict[str, Any] = {
+        "IndexName": index,
+        "KeyConditionExpression": Key(owner[0]).eq(owner[1]),
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if cursor:
+        kwargs["ExclusiveStartKey"] = decode_cursor(cursor, keys=cursor_keys, owner=owner)
+    page = table.query(**kwargs)
+    last = page.get("LastEvaluatedKey")
+    return page.get("Items", []), encode_cursor(last) if last else None
 
 
 def plain(value: Any) -> Any:

@@ -14,8 +14,7 @@ from pixelbatch.errors import QuotaInsufficient, StateConflict
 from pixelbatch.models import OPEN_STATUSES, Item, ItemRef, ItemStatus, Task, TaskStatus
 from pixelbatch.repos.dynamo import (
     TransactionCancelled,
-    decode_cursor,
-    encode_cursor,
+    newest_first_page,
     plain,
     query_all,
     storable,
@@ -96,22 +95,11 @@ class TaskStore:
         return [row["pk"].removeprefix("task#") for row in rows]
 
     def list_for_owner(self, owner_id: str, *, limit: int, cursor: str | None) -> TaskPage:
-        kwargs: dict[str, Any] = {
-            "IndexName": "by_owner",
-            "KeyConditionExpression": Key("owner_id").eq(owner_id),
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            kwargs["ExclusiveStartKey"] = decode_cursor(
-                cursor, keys=("pk", "sk", "owner_id", "created_at"), owner=("owner_id", owner_id)
-            )
-        page = self._tasks.query(**kwargs)
-        last = page.get("LastEvaluatedKey")
-        return TaskPage(
-            tasks=[task_from_row(row) for row in page.get("Items", [])],
-            next_cursor=encode_cursor(last) if last else None,
+        rows, next_cursor = newest_first_page(
+            self._tasks, index="by_owner", owner=("owner_id", owner_id), limit=limit,
+            cursor=cursor, cursor_keys=("pk", "sk", "owner_id", "created_at"),
         )
+        return TaskPage(tasks=[task_from_row(row) for row in rows], next_cursor=next_cursor)
 
     # ------------------------------------------------------------------ creation
 
