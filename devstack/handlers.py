@@ -22,6 +22,8 @@ from types import ModuleType
 from typing import Any
 
 from devstack import powertools_threads
+from devstack.iam import Role, role_for, roles_from_template
+from devstack.iam_enforce import acting_as
 from devstack.template import Function, Template, load_template
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "LambdaHandler",
     "context_for",
     "ensure_layers_importable",
+    "in_process_environments",
     "load_handler",
     "make_context",
     "runtime_json",
@@ -123,13 +126,22 @@ def _has_python_code(path: Path) -> bool:
     )
 
 
+EnvironmentFactory = Callable[[Function], LambdaHandler]
+
+
 class HandlerRegistry:
-    """Handlers of a template's functions, loaded on first use; overrides win over files."""
+    """Handlers of a template's functions, loaded on first use; overrides win over files.
+
+    ``environments`` makes the execution environments of a function: by default in this
+    process (for tests that reach into the handlers' modules), or one OS process each
+    (``devstack.workers``), which is what the local stack uses."""
 
     def __init__(
-        self, template: Template, overrides: Mapping[str, LambdaHandler] | None = None
+        self, template: Template, overrides: Mapping[str, LambdaHandler] | None = None,
+        environments: EnvironmentFactory | None = None,
     ) -> None:
         self.template = template
+        self._environments = environments or EnvironmentPool
         self._lock = threading.Lock()
         self._loaded: dict[str, LambdaHandler] = {}
         self._overrides: dict[str, LambdaHandler] = {}
@@ -150,28 +162,39 @@ class HandlerRegistry:
 
     def get(self, key: str) -> LambdaHandler:
         function = self.function(key)
-        with self._lock:  # one import per function even when first calls race
+        with self._lock:  # one pool per function even when first calls race
             handler = self._overrides.get(function.logical_id)
             if handler is None:
                 handler = self._loaded.get(function.logical_id)
             if handler is None:
-                pool = EnvironmentPool(function)
-                pool.warm()  # import errors surface on the first call, as a cold start's do
-                handler = self._loaded[function.logical_id] = pool
+                handler = self._loaded[function.logical_id] = self._environments(function)
         return handler
+
+    def close(self) -> None:
+        """Stop every execution environment (their processes, when they have them)."""
+        with self._lock:
+            loaded, self._loaded = dict(self._loaded), {}
+        for pool in loaded.values():
+            close = getattr(pool, "close", None)
+            if callable(close):
+                close()
 
 
 class EnvironmentPool:
-    """Lambda runs one request at a time in an execution environment and starts another one (a
-    cold start) when all are busy. Module state, such as the resolver's current event, is thus
-    never shared by concurrent invocations; each environment here is a fresh import."""
+    """Execution environments inside this process, each a fresh import of the handler.
 
-    def __init__(self, function: Function) -> None:
+    Lambda runs one request at a time in an environment and starts another (a cold start) when
+    all are busy, so module state is never shared by concurrent invocations. With ``role``,
+    the calls of each invocation are authorized as that execution role's."""
+
+    def __init__(self, function: Function, role: Role | None = None) -> None:
         powertools_threads.install()  # concurrent invocations share this process
         self._function = function
+        self._role = role
         self._idle: list[LambdaHandler] = []
         self._started = 0
         self._lock = threading.Lock()
+        self.warm()  # import errors surface on the first call, as a cold start's do
 
     def warm(self) -> None:
         self._release(self._start())
@@ -183,7 +206,8 @@ class EnvironmentPool:
     def __call__(self, event: Any, context: Any) -> Any:
         handler = self._acquire()
         try:
-            return handler(event, context)
+            with acting_as(self._role):
+                return handler(event, context)
         finally:
             self._release(handler)
 
@@ -197,7 +221,8 @@ class EnvironmentPool:
         with self._lock:
             self._started += 1
             number = self._started
-        return _import_handler(self._function, number)
+        with acting_as(self._role):  # module-level code may call AWS at cold start
+            return _import_handler(self._function, number)
 
     def _release(self, handler: LambdaHandler) -> None:
         with self._lock:
@@ -251,6 +276,17 @@ def load_handler(key: str, template_path: Path | None = None) -> LambdaHandler:
     with _default_lock:
         registry = _default_registries.get(path)
         if registry is None:
-            registry = HandlerRegistry(load_template(path))
+            template = load_template(path)
+            registry = HandlerRegistry(template, environments=in_process_environments(template))
             _default_registries[path] = registry
     return registry.get(key)
+
+
+def in_process_environments(template: Template) -> EnvironmentFactory:
+    """Environments in this process whose calls are authorized as their function's role."""
+    roles = roles_from_template(template)
+
+    def environments(function: Function) -> LambdaHandler:
+        return EnvironmentPool(function, role_for(roles, function.logical_id))
+
+    return environments

@@ -25,13 +25,18 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from moto.core.config import default_user_config
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
-from devstack import dynamodb_lock, resources, seam, sfn_fix
+from devstack import dynamodb_lock, resources, seam, sfn_credentials, sfn_fix
 from devstack.handlers import REPO_TEMPLATE, HandlerRegistry, LambdaHandler
 from devstack.handlers import ensure_layers_importable as _ensure_layers_importable
+from devstack.iam import Role, role_for, roles_from_template
+from devstack.iam_enforce import IAM_RECORD_VARIABLE, Authorizer, IamMiddleware
 from devstack.scheduler import Scheduler
-from devstack.template import Naming, Schedule, Template, TemplateError, load_template
+from devstack.template import Function, Naming, Schedule, Template, TemplateError, load_template
+from devstack.workers import DEFAULT_CONCURRENCY, WorkerPool, runtime_environment
 
 __all__ = ["LocalStack", "SeedUnavailable", "StackConfig", "process_environment"]
 
@@ -89,10 +94,15 @@ class LocalStack:
         self.template = load_template(
             self.config.template_path, self.config.naming, self.config.parameter_overrides
         )
-        self.registry = HandlerRegistry(self.template, handler_overrides)
+        self.roles = roles_from_template(self.template)
+        record = os.environ.get(IAM_RECORD_VARIABLE)
+        self.authorizer = Authorizer(self.roles.values(), self.template.naming.region,
+                                     self.template.naming.account_id,
+                                     Path(record) if record else None)
+        self.registry = HandlerRegistry(self.template, handler_overrides, self._worker_pool)
         self.moto_port = 0
         self.startup_seconds = 0.0
-        self._server: ThreadedMotoServer | None = None
+        self._server: _IamMotoServer | None = None
         self._scheduler: Scheduler | None = None
         self._saved_env: dict[str, str | None] = {}
         self._saved_sfn_config: Any = None
@@ -125,6 +135,7 @@ class LocalStack:
             self._enable_state_machine_execution()
             dynamodb_lock.install()  # Map iterations write concurrently; moto is not atomic
             sfn_fix.install()  # a state machine must be able to run more than once
+            sfn_credentials.install({role.arn: role.credentials for role in self.roles.values()})
             seam.install(self.registry.get)
             _ensure_layers_importable(self.template)
             self._create_resources()
@@ -144,6 +155,8 @@ class LocalStack:
             self._scheduler.stop()
             self._scheduler = None
         seam.uninstall()
+        self.registry.close()
+        sfn_credentials.uninstall()
         sfn_fix.uninstall()
         # moto's backends are process-global: leave them empty for whoever comes next
         with contextlib.suppress(OSError):
@@ -167,9 +180,7 @@ class LocalStack:
             # the "simple" Lambda backend answers canned results and never reaches the seam
             raise seam.SeamError('moto config {"lambda": {"use_docker": false}} bypasses the seam')
         _ensure_port_free(self.config.host, self.config.moto_port)
-        self._server = ThreadedMotoServer(
-            ip_address=self.config.host, port=self.config.moto_port, verbose=False
-        )
+        self._server = _IamMotoServer(self.authorizer, self.config.host, self.config.moto_port)
         self._server.start()
         self.moto_port = self._server.get_host_and_port()[1]
 
@@ -204,7 +215,9 @@ class LocalStack:
 
     def _create_resources(self) -> None:
         template, region = self.template, self.template.naming.region
-        role_arn = resources.create_role(self.client("iam"), f"{template.naming.prefix}-role")
+        iam = self.client("iam")
+        for role in self.roles.values():
+            resources.create_role(iam, role.name)
         dynamodb, s3 = self.client("dynamodb"), self.client("s3")
         for table in template.tables:
             resources.create_table(dynamodb, table)
@@ -212,10 +225,20 @@ class LocalStack:
             resources.create_bucket(s3, bucket, region)
         lambda_ = self.client("lambda")
         for function in template.functions:
-            resources.create_function(lambda_, function, role_arn)
+            resources.create_function(lambda_, function, self.role(function.logical_id).arn)
         sfn = self.client("stepfunctions")
         for machine in template.state_machines:
-            resources.create_state_machine(sfn, machine, role_arn)
+            resources.create_state_machine(sfn, machine, self.role(machine.logical_id).arn)
+
+    def role(self, logical_id: str) -> Role:
+        """The execution role of a function or state machine."""
+        return role_for(self.roles, logical_id)
+
+    def _worker_pool(self, function: Function) -> LambdaHandler:
+        credentials = self.role(function.logical_id).credentials.environment()
+        env = runtime_environment(function, self.endpoint_url, self.template.naming.region,
+                                  credentials)
+        return WorkerPool(function, env, function.reserved_concurrency or DEFAULT_CONCURRENCY)
 
     def _start_scheduler(self) -> None:
         if self.config.schedule_scale is None:
@@ -294,3 +317,17 @@ def configure_logging() -> None:
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+class _IamMotoServer(ThreadedMotoServer):
+    """moto's threaded server with IAM checked in front of every service."""
+
+    def __init__(self, authorizer: Authorizer, host: str, port: int) -> None:
+        super().__init__(ip_address=host, port=port, verbose=False)
+        self._authorizer = authorizer
+
+    def _server_entry(self) -> None:
+        app = IamMiddleware(DomainDispatcherApplication(create_backend_app), self._authorizer)
+        self._server = make_server(self._ip_address, self._port, app, True)
+        self._server_ready_event.set()
+        self._server.serve_forever()

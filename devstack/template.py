@@ -33,6 +33,7 @@ __all__ = [
     "Template",
     "TemplateError",
     "load_template",
+    "template_context",
 ]
 
 DEFAULT_REGION = "us-east-1"
@@ -191,6 +192,7 @@ class Function:
     memory_size: int
     environment: Mapping[str, str]
     layer_paths: tuple[Path, ...]
+    reserved_concurrency: int | None = None
     routes: tuple[Route, ...] = ()
     schedules: tuple[Schedule, ...] = ()
 
@@ -287,14 +289,7 @@ def load_template(
     resources: dict[str, Any] = raw.get("Resources") or {}
     parameters = _parameter_values(raw.get("Parameters") or {}, parameter_overrides or {})
     physical = _physical_ids(resources, naming, parameters)
-    ctx = Context(
-        parameters=parameters,
-        pseudo=_pseudo_parameters(naming),
-        refs=physical,
-        attributes=_attribute_resolver(resources, physical, naming),
-        condition_defs=raw.get("Conditions") or {},
-        mappings=raw.get("Mappings") or {},
-    )
+    ctx = _context(raw, naming, parameters, physical)
     globals_ = raw.get("Globals") or {}
     http_apis = _http_apis(resources, globals_.get("HttpApi") or {}, physical, ctx)
     return Template(
@@ -309,6 +304,26 @@ def load_template(
         state_machines=tuple(_state_machines(resources, physical, ctx, path)),
         http_apis=http_apis,
         raw=raw,
+    )
+
+
+def template_context(template: Template) -> Context:
+    """How intrinsics resolve in ``template``: for documents derived from it, such as the
+    translated template's roles, whose resources keep their logical ids."""
+    raw = template.raw
+    physical = _physical_ids(raw.get("Resources") or {}, template.naming, template.parameters)
+    return _context(raw, template.naming, template.parameters, physical)
+
+
+def _context(raw: Mapping[str, Any], naming: Naming, parameters: Mapping[str, Any],
+             physical: Mapping[str, str]) -> Context:
+    return Context(
+        parameters=parameters,
+        pseudo=_pseudo_parameters(naming),
+        refs=physical,
+        attributes=_attribute_resolver(raw.get("Resources") or {}, physical, naming),
+        condition_defs=raw.get("Conditions") or {},
+        mappings=raw.get("Mappings") or {},
     )
 
 
@@ -579,6 +594,10 @@ def _local_path(root: Path, uri: Any) -> Path:
     return Path(os.path.normpath(root / uri))
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _env_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -621,6 +640,8 @@ def _functions(resources: Mapping[str, Any], globals_fn: Mapping[str, Any],
             memory_size=int(resolve(props.get("MemorySize", 128), ctx)),
             environment={key: _env_string(value) for key, value in variables.items()},
             layer_paths=_layer_paths(list(props.get("Layers") or []), resources, root),
+            reserved_concurrency=_optional_int(resolve(props.get("ReservedConcurrentExecutions"),
+                                                       ctx)),
             routes=tuple(_routes(logical_id, props.get("Events") or {}, http_apis)),
             schedules=tuple(_schedules(logical_id, props.get("Events") or {}, ctx)),
         )

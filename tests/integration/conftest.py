@@ -16,6 +16,7 @@ from pixelbatch.seed import reset_account, seed_catalog
 
 from devstack import dynamodb_lock
 from devstack.handlers import load_handler, make_context
+from devstack.iam_enforce import in_process_authorizer, install_in_process
 from devstack.resources import create_bucket, create_role, create_state_machine, create_table
 from devstack.template import Template, load_template
 from tests.support.http_events import REPO, http_event, match_route
@@ -106,6 +107,7 @@ def lambda_environment(template: Template, monkeypatch: pytest.MonkeyPatch) -> N
     for name, value in template.environment().items():
         monkeypatch.setenv(name, value)
     dynamodb_lock.install()
+    install_in_process(in_process_authorizer(template))
 
 
 def _build(template: Template) -> None:

@@ -1,0 +1,117 @@
+"""One Lambda execution environment: imports the handler once, then serves invocations.
+
+Started by ``devstack.workers`` as its own OS process, with exactly the function's environment.
+It uses only the standard library and is run as a script from this folder, so nothing of the
+local stack is importable by the function, as on Lambda. Requests and replies are JSON frames
+(4-byte big-endian length, then the bytes) on the two pipes named by DEVSTACK_RUNTIME_FDS;
+stdout and stderr are the function's log.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import struct
+import sys
+import time
+import traceback
+from decimal import Decimal
+from typing import Any, BinaryIO
+
+
+class LambdaContext:
+    """The attributes and method of the Python runtime's context object."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.function_name = fields["function_name"]
+        self.function_version = fields["function_version"]
+        self.invoked_function_arn = fields["invoked_function_arn"]
+        self.memory_limit_in_mb = int(fields["memory_limit_in_mb"])
+        self.aws_request_id = fields["aws_request_id"]
+        self.log_group_name = fields["log_group_name"]
+        self.log_stream_name = fields["log_stream_name"]
+        self.identity = None
+        self.client_context = None
+        self._deadline = time.monotonic() + fields["remaining_ms"] / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _decimal(value: Any) -> Any:
+    # the Lambda runtime's marshaller accepts Decimal (DynamoDB numbers) at any depth
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def error_payload(error_type: str, message: str, request_id: str, stack: list[str]) -> str:
+    return json.dumps({"errorMessage": message, "errorType": error_type,
+                       "requestId": request_id, "stackTrace": stack})
+
+
+def read_frame(stream: BinaryIO) -> Any:
+    header = stream.read(4)
+    if len(header) < 4:
+        return None  # the local stack went away: this environment ends
+    (size,) = struct.unpack(">I", header)
+    return json.loads(stream.read(size))
+
+
+def write_frame(stream: BinaryIO, message: Any) -> None:
+    data = json.dumps(message).encode()
+    stream.write(struct.pack(">I", len(data)) + data)
+    stream.flush()
+
+
+def load_handler(spec: str) -> Any:
+    module_name, _, attribute = spec.rpartition(".")
+    module = importlib.import_module(module_name)
+    handler = getattr(module, attribute, None)
+    if not callable(handler):
+        raise AttributeError(f"Handler '{attribute}' missing on module '{module_name}'")
+    return handler
+
+
+def invoke(handler: Any, request: dict[str, Any]) -> dict[str, Any]:
+    context = LambdaContext(request["context"])
+    try:
+        result = handler(request["event"], context)
+    except Exception as exc:
+        frames = traceback.format_list(traceback.extract_tb(exc.__traceback__))
+        error_type = type(exc).__name__
+        return {"payload": error_payload(error_type, str(exc), context.aws_request_id, frames),
+                "error_type": error_type}
+    try:
+        return {"payload": json.dumps(result, default=_decimal), "error_type": None}
+    except (TypeError, ValueError) as exc:
+        message = f"Unable to marshal response: {exc}"
+        return {"payload": error_payload("Runtime.MarshalError", message,
+                                         context.aws_request_id, []),
+                "error_type": "Runtime.MarshalError"}
+
+
+def main() -> int:
+    read_fd, write_fd = (int(fd) for fd in os.environ.pop("DEVSTACK_RUNTIME_FDS").split(","))
+    requests, replies = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
+    sys.path[0] = os.environ["LAMBDA_TASK_ROOT"]  # this folder is not the function's
+    spec = os.environ["_HANDLER"]
+    try:
+        handler = load_handler(spec)
+    except AttributeError as exc:
+        write_frame(replies, {"init_error": "Runtime.HandlerNotFound", "message": str(exc)})
+        return 1
+    except Exception as exc:
+        message = f"Unable to import module '{spec.rpartition('.')[0]}': {exc!r}"
+        traceback.print_exc()
+        write_frame(replies, {"init_error": "Runtime.ImportModuleError", "message": message})
+        return 1
+    write_frame(replies, {"ready": True})
+    while (request := read_frame(requests)) is not None:
+        write_frame(replies, invoke(handler, request))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
