@@ -96,6 +96,7 @@ class Authorizer:
         self.region, self.account = region, account
         self._record_path = record_path
         self._used: set[tuple[str, str, str]] = set()
+        self.denials: list[Denial] = []
         self._lock = threading.Lock()
 
     def role_of(self, request: AwsRequest) -> Role | None:
@@ -112,16 +113,20 @@ class Authorizer:
         try:
             needed = grants_needed(request)
         except UnreadableRequest as exc:
-            return Denial(role, "unknown", request.path, f"the local stack cannot read it: {exc}")
+            return self._deny(Denial(role, "unknown", request.path,
+                                     f"the local stack cannot read it: {exc}"))
         for action, resource in needed:
-            statement = role.decide(action, resource)
-            if statement is None:
-                denial = Denial(role, action, resource,
-                                f"no identity-based policy allows the {action} action")
-                log.warning("AccessDenied: %s", denial.message)
-                return denial
+            if role.decide(action, resource) is None:
+                return self._deny(Denial(role, action, resource,
+                                         f"no identity-based policy allows the {action} action"))
             self._record(role, action, resource)
         return None
+
+    def _deny(self, denial: Denial) -> Denial:
+        log.warning("AccessDenied: %s", denial.message)
+        with self._lock:
+            self.denials.append(denial)
+        return denial
 
     @property
     def used(self) -> set[tuple[str, str, str]]:

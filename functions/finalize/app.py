@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixelbatch.container import build_container
+from pixelbatch.models import ItemRef
 from pixelbatch.observability import logger, metrics, tracer
 from pixelbatch.steps import RoundEvent
 
@@ -18,4 +19,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # Per thread: the local stack runs several invocations in one process.
     logger.thread_safe_clear_keys()
     logger.thread_safe_append_keys(task_id=request.task_id, round=request.round)
-    return {"status": container.processing.finalize(request.task_id).status}
+    round_items = [ItemRef(item.index, item.attempt) for item in request.items]
+    return {"status": container.processing.finalize_round(request.task_id, round_items).status}

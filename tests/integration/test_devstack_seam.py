@@ -194,9 +194,9 @@ def _execute(stack: LocalStack, machine: StateMachine, name: str, items: int
     arn = sfn.start_execution(
         stateMachineArn=machine.arn, name=name, input=json.dumps(payload)
     )["executionArn"]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution did not finish in 60 s"
+        assert time.monotonic() < deadline, "the execution did not finish in 120 s"
         time.sleep(0.05)
     history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     return execution, history
@@ -238,10 +238,44 @@ def test_max_concurrency_is_honoured_and_items_overlap(run: Run) -> None:
 
 def test_finalize_runs_once_after_every_item(run: Run) -> None:
     finals = run.recorder.of("finalize")
-    assert [event for event, _ in finals] == [{"task_id": "seam-test", "round": 1}]
+    items = [{"index": index, "attempt": 1} for index in range(ITEMS)]
+    assert [event for event, _ in finals] == [{"task_id": "seam-test", "round": 1,
+                                               "items": items}]
     assert run.recorder.calls[0][0] == "start"
     assert run.recorder.calls[-1][0] == "finalize"
     assert json.loads(run.execution["output"]) == {"status": "partial_success"}
+
+
+def test_an_item_whose_failure_cannot_be_recorded_holds_back_no_sibling(run: Run) -> None:
+    # On AWS an iteration that fails aborts the inline Map and the items not yet started never
+    # run. The worker raising AND RecordFailure failing after its retries must not do that.
+    calls: list[tuple[str, int]] = []
+    finals: list[dict[str, Any]] = []
+
+    def item(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append((event.get("action", "?"), event["index"]))
+        if event["index"] == 0:
+            raise ValueError("cannot process this item, nor record its failure")
+        return {"status": "success"}
+
+    def finalize(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        finals.append(event)
+        return {"status": "partial_success"}
+
+    registry, roles = run.stack.registry, run.roles
+    registry.override(roles.item.logical_id, item)
+    registry.override(roles.finalize.logical_id, finalize)
+    try:
+        machine = run.stack.template.state_machines[0]
+        execution, _ = _execute(run.stack, machine, "seam-test-lost-failure", 8)
+    finally:
+        registry.override(roles.item.logical_id, run.recorder.item)
+        registry.override(roles.finalize.logical_id, run.recorder.finalize)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert sorted(index for action, index in calls if action == "process") == list(range(8))
+    assert calls.count(("record_failure", 0)) > 1, "RecordFailure is retried before giving up"
+    assert [event["items"] for event in finals] == [
+        [{"index": index, "attempt": 1} for index in range(8)]]
 
 
 def test_handlers_get_a_lambda_context(run: Run) -> None:

@@ -290,3 +290,27 @@ def test_finalize_announces_the_finished_batch_once(
     # Then exactly one BatchFinished event went out, with the tally
     assert sent == [{"task_id": task_id, "status": "partial_success", "succeeded": 1,
                      "failed": 1}]
+
+
+def test_finalize_settles_the_attempts_its_round_left_unfinished(stack: Stack) -> None:
+    # Given a round whose Map ended with item 1 never processed (its iteration failed and
+    # even RecordFailure could not run) and item 0 done
+    user = stack.user("orphan", quota=10)
+    task_id = create(stack, user, photo_urls(stack, user, 2), brightness=10)
+    payload = execution_input(stack, task_id, 1)
+    stack.invoke("StartBatchFunction", {"task_id": task_id, "round": 1})
+    process(stack, task_id, 0, 1)
+    # When Finalize runs with the round's items, as the state machine sends them
+    result = stack.invoke("FinalizeFunction", {"task_id": task_id, "round": 1,
+                                               "items": payload["items"]})
+    # Then the abandoned attempt is failed, refunded once and retryable, and the batch is final
+    assert result == {"status": "partial_success"}
+    task = details(stack, user, task_id)
+    assert [item["status"] for item in task["batch_items"]] == ["success", "failed"]
+    assert stack.balance(user) == 9
+    refunds = [row for row in stack.ledger(user) if row["kind"] == "refund"]
+    assert len(refunds) == 1
+    # A Finalize without the round's items (the reconciler's) leaves unfinished items alone
+    other = create(stack, user, photo_urls(stack, user, 1))
+    assert stack.invoke("FinalizeFunction", {"task_id": other, "round": 1}) == {
+        "status": "waiting"}

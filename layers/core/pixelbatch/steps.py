@@ -7,11 +7,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class RoundItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(ge=0)
+    attempt: int = Field(ge=1)
+
+
 class RoundEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     task_id: str = Field(min_length=1)
     round: int = Field(ge=1)
+    items: tuple[RoundItem, ...] = ()  # the round's item attempts (Finalize only)
 
 
 class ItemEvent(BaseModel):

@@ -4,7 +4,7 @@ idempotently, record a failure the item Lambda could not record, and finalize th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -162,6 +162,26 @@ class ProcessingService:
             failed = sum(1 for item in items if item.status is ItemStatus.FAILED)
             self._events.batch_finished(task, status, succeeded=len(successes), failed=failed)
         return Outcome(status.value)
+
+    def finalize_round(self, task_id: str, round_items: Sequence[ItemRef]) -> Outcome:
+        """Finalize after a round's Map. Nothing of the round runs any more, so an attempt of it
+        still unfinished was abandoned (its failure could not be recorded, or its iteration never
+        started because the Map failed): settle it now, failed and refunded, rather than leave it
+        to the reconciler."""
+        task, items = self._tasks.get_with_items(task_id)
+        if task is None:
+            return Outcome("missing")
+        of_round = set(round_items)
+        abandoned = [
+            ItemRef(item.index, item.attempt) for item in items
+            if item.status in UNFINISHED_ITEM_STATUSES
+            and ItemRef(item.index, item.attempt) in of_round
+        ]
+        if abandoned:
+            logger.warning("settling attempts the round left unfinished", task_id=task_id,
+                           items=[ref.index for ref in abandoned])
+            self._settle(task, abandoned)
+        return self.finalize(task_id)
 
     def reconcile(self, now: datetime) -> ReconcileReport:
         """Settle items stuck unfinished past the deadline (a stopped execution, a dead Lambda)
