@@ -17,7 +17,7 @@ from bench.report import Section, document
 
 DOC = REPO / "docs" / "performance.md"
 MODULES = {"floor": "floor", "overhead": "overhead", "zip": "zipbench", "latency": "latency",
-           "cost": "cost"}
+           "responsive": "responsive", "cost": "cost"}
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

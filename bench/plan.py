@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-SECTIONS = ("floor", "overhead", "zip", "latency", "cost")
+SECTIONS = ("floor", "overhead", "zip", "latency", "responsive", "cost")
 
 
 @dataclass(frozen=True)

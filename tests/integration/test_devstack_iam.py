@@ -82,16 +82,26 @@ def _copy_without(tmp_path: Path, owner: str, needle: str) -> Path:
 
 
 def _drop_mentions(policies: list[Any], needle: str) -> list[Any]:
+    """The policies with every grant on a resource mentioning ``needle`` taken out."""
     kept: list[Any] = []
     for policy in policies:
         statements = policy.get("Statement") if isinstance(policy, dict) else None
-        if isinstance(statements, list):
-            remaining = [s for s in statements if needle not in json.dumps(s)]
-            if remaining:
-                kept.append({**policy, "Statement": remaining})
-        elif needle not in json.dumps(policy):
-            kept.append(policy)
+        if not isinstance(statements, list):
+            if needle not in json.dumps(policy):
+                kept.append(policy)
+            continue
+        remaining = [narrowed for statement in statements
+                     if (narrowed := _without_resources(statement, needle)) is not None]
+        if remaining:
+            kept.append({**policy, "Statement": remaining})
     return kept
+
+
+def _without_resources(statement: dict[str, Any], needle: str) -> dict[str, Any] | None:
+    resources = statement["Resource"]
+    resources = resources if isinstance(resources, list) else [resources]
+    left = [resource for resource in resources if needle not in json.dumps(resource)]
+    return {**statement, "Resource": left} if left else None
 
 
 @pytest.fixture
