@@ -14,6 +14,7 @@ from pixelbatch.contract import (
     MAX_BATCH_IMAGES,
     MAX_INPUT_DATA_BYTES,
     MAX_URL_LENGTH,
+    NON_FINITE_MESSAGE,
     SERVER_OWNED_FIELDS,
     UPLOAD_CONTENT_TYPES,
 )
@@ -57,6 +58,7 @@ _IDEMPOTENCY_ERRORS: Final = {
 _BODY_ERRORS: Final = {
     "Body not JSON": "请求体不是合法的JSON",
     "Body not an object": "请求体必须是JSON对象",
+    "NaN or Infinity": NON_FINITE_MESSAGE,
     "Server-owned field": "batch_items由服务端维护，不能由客户端提交",
     "feature_id missing": "feature_id不能为空",
     "input_data too large": "input_data过大",
