@@ -43,5 +43,7 @@ class AwsClients:
 # <bucket>.s3.<region>.amazonaws.com. botocore's defaults sign for the global host
 # s3.amazonaws.com, which answers a new bucket outside us-east-1 with a redirect that a CORS
 # preflight cannot follow. An endpoint given by IP address (the local stack) stays path-style.
-_S3_ADDRESSING = {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
-_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4", s3=_S3_ADDRESSING))
+_S3_CONFIG = _CONFIG.merge(Config(
+    signature_version="s3v4",
+    s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+))
