@@ -775,7 +775,9 @@ def _download_zip() -> Json:
         "summary": "Redirect to the ZIP of a batch's results",
         "description": "The ZIP holds `result_<index+1>.<ext>` for every successful item and a "
         "manifest; it is served with `Content-Disposition: attachment; "
-        "filename=\"batch_<taskId>.zip\"`.",
+        "filename=\"batch_<taskId>.zip\"`. A finished batch with at least one success has one, "
+        "a cancelled batch included (written moments after the cancel). The URL is on the "
+        "bucket's regional virtual host, `<bucket>.s3.<region>.amazonaws.com`.",
         "security": BEARER,
         "parameters": [
             _param("TaskId"),
