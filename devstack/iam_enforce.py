@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import io
 import json
 import logging
@@ -27,7 +28,7 @@ from typing import Any
 
 from devstack.iam import Role, roles_from_template
 from devstack.iam_requests import AwsRequest, UnreadableRequest, access_key_of, grants_needed
-from devstack.template import Template
+from devstack.template import Naming, Template
 
 __all__ = [
     "IAM_RECORD_VARIABLE",
@@ -206,13 +207,17 @@ def _wsgi_request(environ: Mapping[str, Any], body: bytes,
     path = environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8", "replace")
     query = environ.get("QUERY_STRING", "")
     url = f"http://{environ.get('HTTP_HOST', 'localhost')}{_quote_path(path)}?{query}"
-    request = AwsRequest.from_url(environ.get("REQUEST_METHOD", "GET"), url, headers, body,
-                                  authorizer.region, authorizer.account)
+    return _in_signed_region(AwsRequest.from_url(
+        environ.get("REQUEST_METHOD", "GET"), url, headers, body, authorizer.region,
+        authorizer.account))
+
+
+def _in_signed_region(request: AwsRequest) -> AwsRequest:
+    """The request's resources are in the region its signature names."""
     scope = request.credential_scope
-    if scope is not None and scope[1] != authorizer.region:
-        request = AwsRequest(request.method, request.host, request.path, request.query,
-                             request.headers, body, scope[1], authorizer.account)
-    return request
+    if scope is None or scope[1] == request.region:
+        return request
+    return dataclasses.replace(request, region=scope[1])
 
 
 def _quote_path(path: str) -> str:
@@ -225,18 +230,19 @@ def _quote_path(path: str) -> str:
 
 
 _in_process: list[Authorizer] = []
-_authorizers: dict[Path, Authorizer] = {}
+_authorizers: dict[tuple[Path, Naming], Authorizer] = {}
 _patch_lock = threading.Lock()
 
 
 def in_process_authorizer(template: Template) -> Authorizer:
-    """One authorizer per template file for handlers run in this process; it records into
+    """One authorizer per template file and naming for handlers run in this process; it records into
     the file that DEVSTACK_IAM_RECORD names, as the local stack's does."""
     with _patch_lock:
-        authorizer = _authorizers.get(template.path)
+        key = (template.path, template.naming)
+        authorizer = _authorizers.get(key)
         if authorizer is None:
             record = os.environ.get(IAM_RECORD_VARIABLE)
-            authorizer = _authorizers[template.path] = Authorizer(
+            authorizer = _authorizers[key] = Authorizer(
                 roles_from_template(template).values(), template.naming.region,
                 template.naming.account_id, Path(record) if record else None)
         return authorizer
@@ -268,9 +274,9 @@ def _in_process_denial(request: Any) -> Any:
         return None
     authorizer = _in_process[0]
     body = request.body if isinstance(request.body, bytes | str) else b""
-    aws_request = AwsRequest.from_url(
+    aws_request = _in_signed_region(AwsRequest.from_url(
         request.method, request.url, dict(request.headers.items()),
-        body.encode() if isinstance(body, str) else body, authorizer.region, authorizer.account)
+        body.encode() if isinstance(body, str) else body, authorizer.region, authorizer.account))
     denial = authorizer.check(aws_request)
     if denial is None:
         return None

@@ -17,7 +17,7 @@ from statelint.config import Config
 from statelint.linter import Linter
 
 from tests.deploy.cfn_yaml import load, resources_of_type
-from tests.deploy.tooling import REGION, REPO, TEMPLATE
+from tests.deploy.tooling import REGION, REGIONS, REPO, TEMPLATE
 
 ACCOUNT: Final = "123456789012"
 STACK: Final = "pixelbatch-dev"
@@ -31,7 +31,7 @@ def _state_machines() -> dict[str, dict[str, Any]]:
     return resources_of_type(load(TEMPLATE), "AWS::Serverless::StateMachine")
 
 
-def stand_in(value: Any, resources: dict[str, Any]) -> str:
+def stand_in(value: Any, resources: dict[str, Any], region: str = REGION) -> str:
     """What CloudFormation would substitute for `value`, with made-up but well-formed ids."""
     if isinstance(value, str):
         return value
@@ -42,17 +42,17 @@ def stand_in(value: Any, resources: dict[str, Any]) -> str:
         kind = resources[logical_id]["Type"]
         if kind == "AWS::Serverless::Function" and attribute == "Arn":
             name = f"{STACK}-{logical_id}-A1B2C3D4E5F6"[:64]
-            return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+            return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"
     raise AssertionError(f"no stand-in for {value!r}: teach stand_in() what it resolves to")
 
 
-def substituted(machine: dict[str, Any]) -> tuple[str, dict[str, str]]:
+def substituted(machine: dict[str, Any], region: str = REGION) -> tuple[str, dict[str, str]]:
     """The definition text with every ${Key} replaced, as Step Functions receives it."""
     properties = machine["Properties"]
     text = (REPO / properties["DefinitionUri"]).read_text(encoding="utf-8")
     resources = load(TEMPLATE)["Resources"]
     values = {
-        key: stand_in(value, resources)
+        key: stand_in(value, resources, region)
         for key, value in (properties.get("DefinitionSubstitutions") or {}).items()
     }
     return PLACEHOLDER.sub(lambda found: values[found.group(1)], text), values
@@ -95,12 +95,14 @@ def test_every_placeholder_has_a_substitution_and_every_substitution_is_used(
     assert placeholders == set(properties.get("DefinitionSubstitutions") or {})
 
 
+@pytest.mark.parametrize("region", REGIONS)
 @pytest.mark.parametrize("logical_id", sorted(MACHINES))
-def test_the_substituted_definition_is_valid_states_language(logical_id: str) -> None:
-    text, values = substituted(MACHINES[logical_id])
+def test_the_substituted_definition_is_valid_states_language(logical_id: str, region: str
+                                                             ) -> None:
+    text, values = substituted(MACHINES[logical_id], region)
     assert not PLACEHOLDER.search(text)
     for value in _function_arns(values):
-        assert LAMBDA_ARN.fullmatch(value), value
+        assert LAMBDA_ARN.fullmatch(value) and f":lambda:{region}:" in value, value
     assert values.get("Partition") == "aws", "task resources must name the partition"
     problems = lint(json.loads(text))
     assert not problems, "\n".join(problems)

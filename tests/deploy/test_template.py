@@ -16,6 +16,7 @@ from tests.deploy.cfn_yaml import load, resources_of_type
 from tests.deploy.tooling import (
     CACHE,
     EM_AARCH64,
+    REGIONS,
     REPO,
     TEMPLATE,
     SamCli,
@@ -38,24 +39,31 @@ DEPENDENCY_IMPORTS: Final = {
 PIN: Final = re.compile(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([^\s;#]+)")
 
 
-def test_cfn_lint_passes() -> None:
-    ran = run([venv_tool("cfn-lint"), "--format", "parseable",
+@pytest.mark.parametrize("region", REGIONS)
+def test_cfn_lint_passes(region: str) -> None:
+    ran = run([venv_tool("cfn-lint"), "--format", "parseable", "--regions", region,
                "--ignore-checks", *STALE_IN_PINNED_CFN_LINT, "--", TEMPLATE])
     assert ran.returncode == 0 and not ran.output.strip(), ran.explain()
 
 
-def test_sam_validate_lint_passes_offline(sam: SamCli) -> None:
-    ran = sam.run("validate", "--lint", "--template-file", TEMPLATE, offline=True)
+@pytest.mark.parametrize("region", REGIONS)
+def test_sam_validate_lint_passes_offline(sam: SamCli, region: str) -> None:
+    ran = sam.in_region(region).run("validate", "--lint", "--region", region,
+                                    "--template-file", TEMPLATE, offline=True)
     assert ran.returncode == 0, ran.explain()
     assert f"{TEMPLATE} is a valid SAM Template" in ran.output, ran.explain()
 
 
-def test_sam_translator_accepts_the_template_offline(sam: SamCli, tmp_path: Path) -> None:
+@pytest.mark.parametrize("region", REGIONS)
+def test_sam_translator_accepts_the_template_offline(
+    sam: SamCli, tmp_path: Path, region: str
+) -> None:
     """Plain `sam validate` (samconfig.toml turns --lint on, so an empty config turns it off):
     the SAM translator's own checks, with no credentials and no network."""
     config = tmp_path / "samconfig.toml"
     config.write_text("version = 0.1\n")
-    ran = sam.run("validate", "--config-file", config, "--template-file", TEMPLATE, offline=True)
+    ran = sam.in_region(region).run("validate", "--config-file", config, "--region", region,
+                                    "--template-file", TEMPLATE, offline=True)
     assert ran.returncode == 0, ran.explain()
     assert "valid SAM Template. This is according to basic SAM Validation" in ran.output, (
         ran.explain()

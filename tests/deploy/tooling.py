@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Final
@@ -41,6 +41,9 @@ CREDENTIAL_VARIABLES: Final = (
     "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 )
+# The template must hold outside us-east-1 too, where S3's global endpoint and a region's own
+# resource types and limits differ: the region-dependent checks run in both.
+REGIONS: Final = (REGION, "eu-west-1")
 
 
 class SamUnavailable(RuntimeError):
@@ -144,6 +147,10 @@ class SamCli:
             "PATH": os.pathsep.join([str(executable.parent), env.get("PATH", "")]),
         })
         return cls(executable, env)
+
+    def in_region(self, region: str) -> SamCli:
+        """The same CLI, with `region` as the AWS region of what it runs."""
+        return replace(self, env={**self.env, "AWS_DEFAULT_REGION": region, "AWS_REGION": region})
 
     def run(self, *args: str | Path, offline: bool = False, cwd: Path = REPO) -> Ran:
         prefix = ["unshare", "--net", "--"] if offline and can_drop_network() else []

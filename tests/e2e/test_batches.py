@@ -4,6 +4,7 @@ pipelines, the ZIP, and the money that goes with them."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 import zipfile
@@ -183,6 +184,12 @@ def test_cancel_during_a_running_batch_refunds_exactly_the_unfinished(
     assert reply["message"] == f"任务已取消，返还{reply['refund_amount']}配额"
     assert ledger_net(c) == (150, reply["refund_amount"])
     assert balance(c) == 200 - 3 * successes
+    # And its ZIP holds every success, with a manifest of all 50 photos
+    archive = zipfile.ZipFile(io.BytesIO(_zip_when_ready(c, task_id)))
+    assert len(results(archive)) == successes
+    manifest = json.loads(archive.read("manifest.json"))["items"]
+    assert Counter(entry["status"] for entry in manifest) == {
+        "success": successes, "cancelled": 50 - successes}
 
 
 def test_simultaneous_retries_charge_once(local_api: LocalApi) -> None:
@@ -215,6 +222,21 @@ def test_simultaneous_retries_charge_once(local_api: LocalApi) -> None:
     task = c.wait(task_id)
     assert (task["status"], task["batch_success"]) == ("success", 3)
     assert balance(c) == 17 and ledger_net(c) == (5, 2)
+
+
+def _zip_when_ready(c: PixelBatchClient, task_id: str, timeout: float = 120) -> bytes:
+    """The closing execution's Finalize writes a cancelled batch's ZIP shortly after the
+    cancel; until then download-zip has nothing to offer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = c.request("GET", f"/api/tasks/{task_id}/download-zip")
+        if reply.status_code == 302 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert reply.status_code == 302, reply.text
+    archive = requests.get(reply.headers["Location"], timeout=60)
+    assert archive.status_code == 200
+    return archive.content
 
 
 def _settle(c: PixelBatchClient, task_id: str, quiet_seconds: float = 4.0) -> None:

@@ -390,6 +390,7 @@ def _raw_with_brightness(user: str, literal: str) -> str:
 
 
 NUMBER_ERROR = re.compile(r"input_data参数无效: brightness: .+")
+NON_FINITE = "请求体不能包含NaN、Infinity等非有限数值"
 UNKNOWN_PARAM = re.compile(r"input_data参数无效: input_data: Additional properties .+")
 BODIES: dict[str, tuple[Callable[[str], Any], str | re.Pattern[str]]] = {
     # counts
@@ -406,7 +407,8 @@ BODIES: dict[str, tuple[Callable[[str], Any], str | re.Pattern[str]]] = {
     "form": (lambda u: "feature_id=basic_clean&input_images=a.jpg", "请求体不是合法的JSON"),
     "array": (lambda u: "[]", "请求体必须是JSON对象"),
     "null": (lambda u: "null", "请求体必须是JSON对象"),
-    "number": (lambda u: "1e999", "请求体必须是JSON对象"),
+    "number": (lambda u: "12", "请求体必须是JSON对象"),
+    "overflowing_number": (lambda u: "1e999", NON_FINITE),
     # huge
     "6mb_feature_id": (lambda u: {"feature_id": "b" * 6_000_000, "input_images": _valid(u)},
                        "feature_id无效"),
@@ -460,8 +462,8 @@ BODIES: dict[str, tuple[Callable[[str], Any], str | re.Pattern[str]]] = {
                                    "input_data": {"brightness": None}}, NUMBER_ERROR),
     "brightness_out_of_range": (lambda u: {"feature_id": FEATURE, "input_images": _valid(u),
                                            "input_data": {"brightness": 10**6}}, NUMBER_ERROR),
-    "brightness_nan": (lambda u: _raw_with_brightness(u, "NaN"), NUMBER_ERROR),
-    "brightness_infinity": (lambda u: _raw_with_brightness(u, "1e999"), NUMBER_ERROR),
+    "brightness_nan": (lambda u: _raw_with_brightness(u, "NaN"), NON_FINITE),
+    "brightness_infinity": (lambda u: _raw_with_brightness(u, "1e999"), NON_FINITE),
     # unknown feature params, including pipeline reference syntax smuggled in as data
     "unknown_param": (lambda u: {"feature_id": FEATURE, "input_images": _valid(u),
                                  "input_data": {"saturation": 50}}, UNKNOWN_PARAM),
@@ -514,6 +516,53 @@ def test_deeply_nested_json_is_a_400(stack: Stack) -> None:
     account = new_account(stack, "mallory")
     reply = stack.call("POST", "/api/tasks/batch", user=account.user, body=DEEP)
     assert_error(reply, 400, 4001, "请求体不是合法的JSON")
+
+
+def _watermark(user: str, opacity: str, *, single: bool = False, extra: str = "") -> str:
+    images = f'"input_image": "{_valid(user)[0]}"' if single else (
+        f'"input_images": ["{_valid(user)[0]}"]')
+    return (f'{{"feature_id": "watermark", {images}, '
+            f'"input_data": {{"opacity": {opacity}}}{extra}}}')
+
+
+# A "number" parameter (watermark's opacity, 0..1) lets NaN through a JSON schema's range check.
+NON_FINITE_BODIES: dict[str, tuple[str, Callable[[str], str]]] = {
+    "opacity_nan": ("/api/tasks/batch", lambda u: _watermark(u, "NaN")),
+    "opacity_overflow": ("/api/tasks/batch", lambda u: _watermark(u, "1e400")),
+    "opacity_minus_infinity_single": ("/api/tasks",
+                                      lambda u: _watermark(u, "-Infinity", single=True)),
+    "unknown_field_infinity": ("/api/tasks/batch",
+                               lambda u: _watermark(u, "0.5", extra=', "note": Infinity')),
+    "deep_in_unknown_field": ("/api/tasks/batch",
+                              lambda u: _watermark(u, "0.5", extra=', "x": [[{"y": -1e999}]]')),
+    "upload_size_nan": ("/api/uploads", lambda u: (
+        '{"files": [{"filename": "a.jpg", "content_type": "image/jpeg", "size": NaN}]}')),
+}
+
+
+@pytest.mark.parametrize("case", list(NON_FINITE_BODIES))
+def test_non_finite_number_anywhere_in_a_body_is_a_400_and_costs_nothing(
+    stack: Stack, case: str
+) -> None:
+    # Given a pro user, and a body carrying NaN or an infinity somewhere
+    account = new_account(stack, "mallory")
+    route, make_body = NON_FINITE_BODIES[case]
+    # When she sends it
+    reply = stack.call("POST", route, user=account.user, body=make_body(account.user))
+    # Then it is a 400 that says why, and no money moves
+    assert_error(reply, 400, 4001, NON_FINITE)
+    assert_nothing_charged(stack, account)
+
+
+def test_finite_fractions_still_pass_where_non_finite_ones_are_refused(stack: Stack) -> None:
+    # Given a pro user; When she sends the same watermark body with a finite opacity
+    account = new_account(stack, "mallory")
+    reply = stack.call("POST", "/api/tasks/batch", user=account.user,
+                       body=_watermark(account.user, "2.5e-1"))
+    # Then it is accepted and charged, once
+    assert reply.status == 200, reply.body
+    cost = reply.body["data"]["quota_cost"]
+    assert stack.balance(account.user) == account.initial - cost
 
 
 # ---------------------------------------------------------------------- uploads

@@ -137,10 +137,16 @@ class RecordingStarter(ExecutionStarter):
         super().__init__(None, state_machine_arn=None)
         self.started: list[tuple[str, int, tuple[ItemRef, ...]]] = []
         self.stopped: list[tuple[str, int]] = []
+        self.closing: list[tuple[str, int]] = []
         self.fail_next = False
 
     def start(self, task_id: str, round_no: int, refs: Sequence[ItemRef]) -> None:
         self.started.append((task_id, round_no, tuple(refs)))
+        if self.fail_next:
+            raise RuntimeError("StartExecution: ServiceUnavailable")
+
+    def start_closing(self, task_id: str, round_no: int) -> None:
+        self.closing.append((task_id, round_no))
         if self.fail_next:
             raise RuntimeError("StartExecution: ServiceUnavailable")
 
@@ -274,7 +280,7 @@ def drive_to_rest(world: World, snap: Snapshot, outcomes: int) -> Snapshot:
     services, k = world.services, 0
     unsettled = sorted(
         task.task_id for task in snap.tasks.values()
-        if task.unfinished or task.status in OPEN_TASK
+        if task.unfinished or task.status in OPEN_TASK or task.open_shard
     )
     for task_id in unsettled:
         for item in snap.tasks[task_id].unfinished:
@@ -482,20 +488,26 @@ class MoneyMachine(RuleBasedStateMachine):
             task, before.round + 1, tuple(ItemRef(i.index, i.attempt + 1) for i in failed)
         )
 
-    @rule(task=tasks, by_stranger=rarely(8))
-    def user_cancels(self, task: str, by_stranger: bool) -> None:
+    @rule(task=tasks, by_stranger=rarely(8), close_fails=rarely(4))
+    def user_cancels(self, task: str, by_stranger: bool, close_fails: bool) -> None:
+        """A closing execution that cannot start leaves the task listed for the reconciler."""
         before = self._before().tasks[task]
         if by_stranger:
             with pytest.raises(NotTaskOwner):
                 self.services.tasks.cancel(stranger_to(before, self.users), task)
             return
+        self.services.starter.fail_next = close_fails
         try:
             refunded = self.services.tasks.cancel(before.owner_id, task)
         except StateConflict:
             assert before.status not in OPEN_TASK, before
             return
+        finally:
+            self.services.starter.fail_next = False
         assert before.status in OPEN_TASK, before
         assert refunded == before.quota_cost * len(before.unfinished), (refunded, before)
+        # Its stopped rounds never finalize: a closing execution does, for the ZIP
+        assert self.services.starter.closing[-1] == (task, before.round)
 
     # -- everything runs to the end
 
@@ -510,7 +522,7 @@ class MoneyMachine(RuleBasedStateMachine):
         if not by_reconciler:
             drive_to_rest(self.world, before, outcomes)
             return
-        open_tasks = [t for t in before.tasks.values() if t.status in OPEN_TASK]
+        open_tasks = [t for t in before.tasks.values() if t.open_shard]
         report = self.services.processing.reconcile(now() + FAR_FUTURE)
         after = self.world.snapshot()
         left = {t.task_id: (t.status, [i.status for i in t.items])
@@ -573,7 +585,7 @@ def test_late_and_stale_finishers_around_a_retry_and_a_cancel(world: World) -> N
         ("fail", {"task": 0, "index": 0, "stale": True, "via_catch": True}),
         ("claim", {"task": 0, "index": 0}),
         ("finalize", {"task": 0, "twice": False}),
-        ("user_cancels", {"task": 0, "by_stranger": False}),
+        ("user_cancels", {"task": 0, "by_stranger": False, "close_fails": False}),
         ("complete", {"task": 0, "index": 0, "stale": False}),
         ("finalize", {"task": 0, "twice": True}),
     ])
@@ -610,7 +622,7 @@ def test_the_largest_batch_retries_and_cancels_across_transaction_chunks(world: 
     retry = ("user_retries", {"task": 0, "start_fails": False, "by_stranger": False})
     # When 3 of the retried images are done and the user cancels the 42 others (two chunks)
     redone = [("work", {"task": 0, "index": i, "succeeds": i != 6}) for i in (5, 6, 7)]
-    cancel = ("user_cancels", {"task": 0, "by_stranger": False})
+    cancel = ("user_cancels", {"task": 0, "by_stranger": False, "close_fails": False})
     [task_id] = play(machine, [
         ("create", create), *first_five, *the_rest_fail, retry, *redone, cancel,
         ("finalize", {"task": 0, "twice": False}),

@@ -43,20 +43,22 @@ def create(stack: Stack, user: str, urls: list[str], **input_data: Any) -> str:
     return task_id
 
 
-def execution_input(stack: Stack, task_id: str, round_no: int) -> dict[str, Any]:
-    name = f"{task_id}-r{round_no}"
+def execution_input(stack: Stack, task_id: str, round_no: int, *, name: str | None = None
+                    ) -> dict[str, Any]:
+    name = name or f"{task_id}-r{round_no}"
     [execution] = [e for e in stack.executions() if e["name"] == name]
     described = stack.sfn.describe_execution(executionArn=execution["executionArn"])
     payload: dict[str, Any] = json.loads(described["input"])
     return payload
 
 
-def run_round(stack: Stack, task_id: str, round_no: int = 1) -> list[dict[str, Any]]:
-    """What the state machine does for one round, step by step."""
-    payload = execution_input(stack, task_id, round_no)
-    stack.invoke("StartBatchFunction", {"task_id": task_id, "round": round_no})
+def run_round(stack: Stack, task_id: str, round_no: int = 1, *, name: str | None = None
+              ) -> list[dict[str, Any]]:
+    """What the state machine does for one execution (a round by default), step by step."""
+    payload = execution_input(stack, task_id, round_no, name=name)
+    stack.invoke("StartBatchFunction", {"task_id": task_id, "round": payload["round"]})
     results = [process(stack, task_id, item["index"], item["attempt"]) for item in payload["items"]]
-    stack.invoke("FinalizeFunction", {"task_id": task_id, "round": round_no})
+    stack.invoke("FinalizeFunction", {"task_id": task_id, "round": payload["round"]})
     return results
 
 
@@ -235,6 +237,60 @@ def test_cancel_refunds_unfinished_items_once(stack: Stack) -> None:
     assert [i["status"] for i in task["batch_items"]] == ["success"] * 2 + ["cancelled"] * 3
     refunds = sum(int(r["amount"]) for r in stack.ledger(user) if r["kind"] == "refund")
     assert refunds == 3 and stack.balance(user) == 8 and ledger_net(stack, user) == 2
+
+
+def test_a_cancelled_batch_with_successes_gets_its_zip_and_manifest(stack: Stack) -> None:
+    # Given a 4-image batch with images 0 and 2 done, 1 and 3 not yet run
+    user = stack.user("olivia", quota=10)
+    task_id = create(stack, user, photo_urls(stack, user, 4), brightness=20)
+    stack.invoke("StartBatchFunction", {"task_id": task_id, "round": 1})
+    process(stack, task_id, 0, 1)
+    process(stack, task_id, 2, 1)
+    # When the user cancels (its round is stopped, so that round's Finalize never runs)
+    reply = stack.call("POST", f"/api/tasks/{task_id}/cancel", user=user)
+    assert reply.body["refund_amount"] == 2
+    assert stack.call("GET", f"/api/tasks/{task_id}/download-zip", user=user).status == 400
+    # Then the cancel started one closing execution with no items, which only finalizes
+    closing = execution_input(stack, task_id, 1, name=f"{task_id}-close")
+    assert closing == {"task_id": task_id, "round": 1, "items": []}
+    assert run_round(stack, task_id, name=f"{task_id}-close") == []
+    # And the ZIP holds the two results and a manifest of all four images
+    task = details(stack, user, task_id)
+    assert (task["status"], task["batch_success"], task["batch_cancelled"]) == ("cancelled", 2, 2)
+    archive = zip_of(stack, user, task_id)
+    assert sorted(archive.namelist()) == ["manifest.json", "result_1.jpg", "result_3.jpg"]
+    for index in (0, 2):
+        output = details(stack, user, task_id)["batch_items"][index]["output_url"]
+        assert output and archive.read(f"result_{index + 1}.jpg") == object_at(stack, output)
+    entries = json.loads(archive.read("manifest.json"))["items"]
+    assert [(e["status"], e["file"]) for e in entries] == [
+        ("success", "result_1.jpg"), ("cancelled", None), ("success", "result_3.jpg"),
+        ("cancelled", None)]
+    # And the money is what two successes cost, the cancel refunded once
+    assert stack.balance(user) == 8 and ledger_net(stack, user) == 2
+
+
+def test_a_cancelled_batch_without_successes_has_nothing_to_download(stack: Stack) -> None:
+    # Given a 2-image batch cancelled before anything ran, and its closing execution run
+    user = stack.user("oscar", quota=10)
+    task_id = create(stack, user, photo_urls(stack, user, 2))
+    assert stack.call("POST", f"/api/tasks/{task_id}/cancel", user=user).status == 200
+    run_round(stack, task_id, name=f"{task_id}-close")
+    # Then there is no ZIP to offer, and everything was refunded
+    reply = stack.call("GET", f"/api/tasks/{task_id}/download-zip", user=user)
+    assert (reply.status, reply.body["message"]) == (400, "没有可下载的文件")
+    assert details(stack, user, task_id)["status"] == "cancelled"
+    assert stack.balance(user) == 10 and ledger_net(stack, user) == 0
+
+
+def object_at(stack: Stack, url: str) -> bytes:
+    """The object a presigned GET URL names (virtual-host or path style)."""
+    parsed = urlparse(url)
+    bucket, key = parsed.netloc.split(".", 1)[0], unquote(parsed.path.lstrip("/"))
+    if bucket not in (stack.env["OUTPUTS_BUCKET"], stack.env["UPLOADS_BUCKET"]):
+        bucket, key = key.split("/", 1)
+    data: bytes = stack.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return data
 
 
 def test_cancel_finished_task_is_409(stack: Stack) -> None:

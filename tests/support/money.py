@@ -54,6 +54,7 @@ class TaskRow:
     batch_failed: int
     batch_cancelled: int
     open_shard: bool
+    zipped: bool
     items: tuple[ItemRow, ...]
 
     def count(self, *statuses: str) -> int:
@@ -138,6 +139,7 @@ def take_snapshot(read: Reader, settings: Settings) -> Snapshot:
             batch_failed=int(head.get("batch_failed", 0)),
             batch_cancelled=int(head.get("batch_cancelled", 0)),
             open_shard="open_shard" in head,
+            zipped="zip_key" in head,
             items=tuple(sorted(items.pop(task_id, []), key=lambda item: item.index)),
         )
         for task_id, head in heads.items()
@@ -161,7 +163,8 @@ def take_snapshot(read: Reader, settings: Settings) -> Snapshot:
 
 _TASK_ATTRIBUTES = (
     "pk", "sk", "owner_id", "status", "is_batch", "quota_cost", "round", "batch_total",
-    "batch_success", "batch_failed", "batch_cancelled", "open_shard", "index", "attempt",
+    "batch_success", "batch_failed", "batch_cancelled", "open_shard", "zip_key", "index",
+    "attempt",
 )
 
 
@@ -371,7 +374,8 @@ def counter_problems(snap: Snapshot) -> list[str]:
 def status_problems(snap: Snapshot) -> list[str]:
     """Between requests: a task with an unfinished item is open (so finalize still has to run
     and the reconciler's by_open index still lists it); a finished, not cancelled task says
-    what its items say; the by_open marker is present exactly on open tasks."""
+    what its items say; the by_open marker is present on every open task, and on no finished
+    one except a cancelled task that its Finalize has not closed yet."""
     problems: list[str] = []
     for task in snap.tasks.values():
         statuses = [item.status for item in task.items]
@@ -386,7 +390,7 @@ def status_problems(snap: Snapshot) -> list[str]:
                 problems.append(
                     f"task {task.task_id} is {task.status}, items {statuses} say {want}"
                 )
-        if task.open_shard != (task.status in OPEN_TASK):
+        if task.open_shard != (task.status in OPEN_TASK) and task.status != "cancelled":
             problems.append(
                 f"task {task.task_id} is {task.status} with open_shard={task.open_shard}"
             )
@@ -394,15 +398,18 @@ def status_problems(snap: Snapshot) -> list[str]:
 
 
 def at_rest_problems(snap: Snapshot) -> list[str]:
-    """Once everything has run: nothing unfinished, every task settled, and each task's net
-    charge is quota_cost x its successful items."""
+    """Once everything has run: nothing unfinished, every task settled and closed (no longer
+    listed for the reconciler, its ZIP written when anything succeeded, cancelled or not), and
+    each task's net charge is quota_cost x its successful items."""
     problems: list[str] = []
     for task in snap.tasks.values():
-        if task.unfinished or task.status in OPEN_TASK:
+        if task.unfinished or task.status in OPEN_TASK or task.open_shard:
             problems.append(
-                f"at rest, task {task.task_id} is {task.status} with items "
-                f"{[item.status for item in task.items]}"
+                f"at rest, task {task.task_id} is {task.status} (listed: {task.open_shard}) "
+                f"with items {[item.status for item in task.items]}"
             )
+        if task.count("success") and not task.zipped:
+            problems.append(f"at rest, task {task.task_id} ({task.status}) has no ZIP")
         net = snap.net(task_id=task.task_id)
         if net != task.quota_cost * task.count("success"):
             problems.append(

@@ -39,5 +39,11 @@ class AwsClients:
         return boto3.client("stepfunctions", region_name=self.region, config=_CONFIG)
 
 
-# Presigned URLs must use SigV4 and the regional virtual-host style that browsers can reach.
-_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
+# Presigned URLs go to browsers: SigV4 on the regional virtual host
+# <bucket>.s3.<region>.amazonaws.com. botocore's defaults sign for the global host
+# s3.amazonaws.com, which answers a new bucket outside us-east-1 with a redirect that a CORS
+# preflight cannot follow. An endpoint given by IP address (the local stack) stays path-style.
+_S3_CONFIG = _CONFIG.merge(Config(
+    signature_version="s3v4",
+    s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+))

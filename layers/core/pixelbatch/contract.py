@@ -4,6 +4,7 @@ refused here, before any charge."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
@@ -14,6 +15,7 @@ from pixelbatch.errors import InvalidRequest
 MAX_BATCH_IMAGES = 50
 MAX_URL_LENGTH = 2048
 MAX_INPUT_DATA_BYTES = 4096
+NON_FINITE_MESSAGE = "请求体不能包含NaN、Infinity等非有限数值"
 
 # Fields only the server may set; a client that sends one is refused (400) and charged nothing.
 SERVER_OWNED_FIELDS = (
@@ -141,13 +143,27 @@ BodyT = TypeVar("BodyT", bound=BaseModel)
 def parse_body(model: type[BodyT], raw: str | None) -> BodyT:
     """Parse a JSON body into a contract model; every failure is a 400 with a readable message."""
     try:
-        data = json.loads(raw) if raw else None
+        data = json.loads(
+            raw, parse_constant=_refuse_non_finite, parse_float=_finite_float
+        ) if raw else None
     except (ValueError, TypeError, RecursionError) as error:
         raise InvalidRequest("请求体不是合法的JSON") from error
     try:
         return model.model_validate(data)
     except ValidationError as error:
         raise InvalidRequest(_first_message(error)) from error
+
+
+def _refuse_non_finite(_literal: str) -> NoReturn:
+    # Python's parser takes NaN and Infinity, the JSON spec and DynamoDB do not.
+    raise InvalidRequest(NON_FINITE_MESSAGE)
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)  # an overflowing literal such as 1e999 becomes inf
+    if not math.isfinite(value):
+        _refuse_non_finite(literal)
+    return value
 
 
 def _first_message(error: ValidationError) -> str:

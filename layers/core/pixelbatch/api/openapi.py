@@ -14,6 +14,7 @@ from pixelbatch.contract import (
     MAX_BATCH_IMAGES,
     MAX_INPUT_DATA_BYTES,
     MAX_URL_LENGTH,
+    NON_FINITE_MESSAGE,
     SERVER_OWNED_FIELDS,
     UPLOAD_CONTENT_TYPES,
 )
@@ -57,6 +58,7 @@ _IDEMPOTENCY_ERRORS: Final = {
 _BODY_ERRORS: Final = {
     "Body not JSON": "请求体不是合法的JSON",
     "Body not an object": "请求体必须是JSON对象",
+    "NaN or Infinity": NON_FINITE_MESSAGE,
     "Server-owned field": "batch_items由服务端维护，不能由客户端提交",
     "feature_id missing": "feature_id不能为空",
     "input_data too large": "input_data过大",
@@ -773,7 +775,9 @@ def _download_zip() -> Json:
         "summary": "Redirect to the ZIP of a batch's results",
         "description": "The ZIP holds `result_<index+1>.<ext>` for every successful item and a "
         "manifest; it is served with `Content-Disposition: attachment; "
-        "filename=\"batch_<taskId>.zip\"`.",
+        "filename=\"batch_<taskId>.zip\"`. A finished batch with at least one success has one, "
+        "a cancelled batch included (written moments after the cancel). The URL is on the "
+        "bucket's regional virtual host, `<bucket>.s3.<region>.amazonaws.com`.",
         "security": BEARER,
         "parameters": [
             _param("TaskId"),

@@ -16,12 +16,24 @@ def execution_name(task_id: str, round_no: int) -> str:
     return f"{task_id}-r{round_no}"
 
 
+def closing_name(task_id: str) -> str:
+    return f"{task_id}-close"
+
+
 class ExecutionStarter:
     def __init__(self, sfn: Any, *, state_machine_arn: str | None) -> None:
         self._sfn = sfn
         self._arn = state_machine_arn
 
     def start(self, task_id: str, round_no: int, refs: Sequence[ItemRef]) -> None:
+        self._start(execution_name(task_id, round_no), task_id, round_no, refs)
+
+    def start_closing(self, task_id: str, round_no: int) -> None:
+        """An execution without items, so only its Finalize does work: it tallies and zips a
+        task that was settled outside its rounds (a cancel stops those)."""
+        self._start(closing_name(task_id), task_id, round_no, [])
+
+    def _start(self, name: str, task_id: str, round_no: int, refs: Sequence[ItemRef]) -> None:
         if not self._arn:
             raise RuntimeError("STATE_MACHINE_ARN is not configured")
         payload = {
@@ -31,9 +43,7 @@ class ExecutionStarter:
         }
         try:
             self._sfn.start_execution(
-                stateMachineArn=self._arn,
-                name=execution_name(task_id, round_no),
-                input=json.dumps(payload),
+                stateMachineArn=self._arn, name=name, input=json.dumps(payload)
             )
         except ClientError as error:
             if error.response["Error"]["Code"] != "ExecutionAlreadyExists":

@@ -150,9 +150,9 @@ class TaskService:
 
     def cancel(self, user_id: str, task_id: str) -> int:
         """Settle in DynamoDB first (late finishers then lose their condition), then stop the
-        executions as a courtesy. Returns the quota refunded by this call."""
+        executions as a courtesy and finalize. Returns the quota refunded by this call."""
         task, _ = self.owned(user_id, task_id)
-        # Listed for the reconciler until every item is settled, should this call die midway.
+        # Listed for the reconciler until finalized, should this call die midway.
         if task.status not in OPEN or not self._tasks.set_status(
             task_id, TaskStatus.CANCELLED, allowed_from=OPEN, keep_open=True
         ):
@@ -164,10 +164,19 @@ class TaskService:
             if item.status in UNFINISHED_ITEM_STATUSES
         ]
         refunded = self._tasks.cancel_items(task, refs)
-        self._tasks.set_status(task_id, TaskStatus.CANCELLED, allowed_from=(TaskStatus.CANCELLED,))
         for round_no in range(1, task.round + 1):
             self._executions.stop(task_id, round_no, cause="cancelled by user")
+        self._close(task)
         return len(refunded) * task.quota_cost
+
+    def _close(self, task: Task) -> None:
+        """The stopped rounds never reach their Finalize, so one more execution runs it: the
+        successes get their ZIP and manifest, and the task leaves the reconciler's list. If it
+        cannot start, the task is still listed and the reconciler finalizes it later."""
+        try:
+            self._executions.start_closing(task.task_id, task.round)
+        except Exception:
+            logger.exception("closing execution not started", task_id=task.task_id)
 
     # ------------------------------------------------------------------ read
 
