@@ -404,7 +404,9 @@ def test_account_replies_match_what_the_views_build(document: dict[str, Any]) ->
 
 
 DOMAIN_ERRORS: list[tuple[errors.DomainError, str, str]] = [
-    (errors.InvalidRequest("input_images必须是数组"), "post", "/api/tasks/batch"),
+    (errors.ImagesNotArray(), "post", "/api/tasks/batch"),
+    (errors.TooManyImages(), "post", "/api/tasks/batch"),
+    (errors.InvalidParameters("input_data参数无效: x"), "post", "/api/tasks/batch"),
     (errors.FeatureDisabled(), "post", "/api/tasks/batch"),
     (errors.QuotaInsufficient(), "post", "/api/tasks/batch"),
     (errors.FeatureNotFound(), "post", "/api/tasks/batch"),
@@ -418,15 +420,16 @@ DOMAIN_ERRORS: list[tuple[errors.DomainError, str, str]] = [
     (errors.NoFailedItems(), "post", "/api/tasks/{taskId}/retry-failed"),
     (errors.NotABatchTask(), "post", "/api/tasks/{taskId}/retry-failed"),
     (errors.QuotaInsufficient(), "post", "/api/tasks/{taskId}/retry-failed"),
-    (errors.StateConflict("任务已取消，无法重试"), "post", "/api/tasks/{taskId}/retry-failed"),
+    (errors.TaskCancelled(), "post", "/api/tasks/{taskId}/retry-failed"),
     (errors.StartFailed(), "post", "/api/tasks/{taskId}/retry-failed"),
-    (errors.StateConflict("任务已结束，无法取消"), "post", "/api/tasks/{taskId}/cancel"),
-    (errors.InvalidRequest("Idempotency-Key已用于另一个不同的请求"), "post",
-     "/api/tasks/{taskId}/cancel"),
+    (errors.TaskFinished(), "post", "/api/tasks/{taskId}/cancel"),
+    (errors.IdempotencyKeyReused(), "post", "/api/tasks/{taskId}/cancel"),
+    (errors.RequestInProgress(), "post", "/api/tasks/{taskId}/cancel"),
     (errors.NotTaskOwner(), "post", "/api/tasks/{taskId}/cancel"),
-    (errors.InvalidRequest("cursor无效"), "get", "/api/tasks"),
-    (errors.InvalidRequest("limit必须是1到100之间的整数"), "get", "/api/quota"),
-    (errors.InvalidRequest("files必须是数组"), "post", "/api/uploads"),
+    (errors.InvalidCursor(), "get", "/api/tasks"),
+    (errors.InvalidQuery("limit必须是1到100之间的整数"), "get", "/api/quota"),
+    (errors.InvalidBody("files必须是数组"), "post", "/api/uploads"),
+    (errors.UnsupportedFileType("files[0]: 不支持的文件类型 text/plain"), "post", "/api/uploads"),
 ]
 
 
@@ -441,6 +444,9 @@ def test_error_replies_match_what_the_resolver_builds(
     body = json.loads(str(reply.body))
     check = reply_validator(document, method, path, status)
     assert not [problem.message for problem in check.iter_errors(body)]
+    assert body["error"] == error.key
+    examples = response(document, method, path, status)["content"]["application/json"]
+    assert error.key in {example["value"].get("error") for example in examples["examples"].values()}
     for header in response(document, method, path, status).get("headers", {}):
         assert header in (reply.headers or {})
 
