@@ -21,7 +21,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from pixelbatch import errors
-from pixelbatch.api import http, idempotency, views
+from pixelbatch.api import http, idempotency, views, web
 from pixelbatch.api.openapi import build_document
 from pixelbatch.contract import BatchBody, SingleBody, UploadsBody, parse_body
 from pixelbatch.models import (
@@ -506,6 +506,16 @@ def docs_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "PixelBatchTest")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "pixelbatch")
+    for name in ("ACCOUNTS", "FEATURES", "PIPELINES", "TASKS", "LEDGER", "RATE_LIMIT",
+                 "IDEMPOTENCY"):
+        monkeypatch.setenv(f"{name}_TABLE", name.lower())
+    monkeypatch.setenv("UPLOADS_BUCKET", "uploads-bucket")
+    monkeypatch.setenv("OUTPUTS_BUCKET", "outputs-bucket")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("CONSOLE_SIGN_IN_DOMAIN", raising=False)
     name = f"_test_api_docs_app_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(name, DOCS_APP)
     assert spec is not None and spec.loader is not None
@@ -536,23 +546,70 @@ def test_openapi_json_behind_a_named_stage_points_at_the_stage(docs_app: ModuleT
     assert json.loads(reply["body"])["servers"][0]["url"] == "/dev"
 
 
-def test_docs_page_is_self_contained_html(docs_app: ModuleType) -> None:
+def test_docs_page_is_swagger_ui_from_this_origin(docs_app: ModuleType) -> None:
     reply = docs_app.lambda_handler(http_event("/api/docs"), _Context())
     page = reply["body"]
     assert reply["statusCode"] == 200
     assert _header(reply, "content-type").startswith("text/html")
-    assert "fetch(\"./openapi.json\"" in page
-    assert not re.search(r"https?://|<script[^>]*\bsrc=|<link\b", page)
-
-
-def test_docs_page_policy_allows_exactly_its_inline_code(docs_app: ModuleType) -> None:
-    reply = docs_app.lambda_handler(http_event("/api/docs"), _Context())
+    scripts = re.findall(r"<script\b[^>]*>", page)
+    assert scripts == ['<script src="docs/swagger-ui-bundle.min.js">',
+                       '<script src="docs/swagger-init.js">']
+    assert not re.search(r"https?://", page)
     policy = _header(reply, "content-security-policy")
-    for tag in ("script", "style"):
-        (inline,) = re.findall(rf"<{tag}>(.*?)</{tag}>", reply["body"], flags=re.DOTALL)
-        digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
-        assert f"{tag}-src 'sha256-{digest}'" in policy
-    assert "connect-src 'self'" in policy
+    assert "script-src 'self';" in policy and "connect-src 'self';" in policy
+    assert "unsafe-eval" not in policy
+
+
+def test_swagger_ui_is_the_copy_powertools_ships(docs_app: ModuleType) -> None:
+    reply = docs_app.lambda_handler(
+        http_event("/api/docs/swagger-ui-bundle.min.js"), _Context())
+    shipped = (web.SWAGGER_UI_DIR / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
+    assert reply["statusCode"] == 200
+    assert _header(reply, "content-type").startswith("text/javascript")
+    assert reply["body"] == shipped
+    init = docs_app.lambda_handler(http_event("/api/docs/swagger-init.js"), _Context())
+    assert 'url: "openapi.json"' in init["body"]
+
+
+def test_no_idempotency_key_is_offered_for_replay(document: dict[str, Any]) -> None:
+    key = document["components"]["parameters"]["IdempotencyKey"]
+    assert "example" not in key and "examples" not in key
+    assert not {"example", "examples", "default"} & set(key["schema"])
+
+
+@pytest.mark.parametrize("path", ["/api/docs/nope.js", "/api/docs/..%2Fapp.py",
+                                  "/console/app.py", "/console/..%2F..%2Fapp.py"])
+def test_only_the_shipped_files_are_served(docs_app: ModuleType, path: str) -> None:
+    reply = docs_app.lambda_handler(http_event(path), _Context())
+    assert reply["statusCode"] == 404
+    assert json.loads(reply["body"])["error"] == "not_found"
+
+
+def test_console_page_and_modules_share_a_strict_policy(docs_app: ModuleType) -> None:
+    page = docs_app.lambda_handler(http_event("/"), _Context())
+    assert page["statusCode"] == 200
+    assert _header(page, "content-type").startswith("text/html")
+    assert not re.search(r"<script>|<style>|\son\w+=|https?://", page["body"])
+    policy = _header(page, "content-security-policy")
+    assert policy.startswith("default-src 'none'; script-src 'self'; style-src 'self';")
+    assert "unsafe" not in policy
+    assert "connect-src 'self' https://" in policy  # the buckets' presigned URL origin
+    for module in re.findall(r'src="(console/[^"]+)"', page["body"]):
+        served = docs_app.lambda_handler(http_event("/" + module), _Context())
+        assert served["statusCode"] == 200, module
+        assert _header(served, "content-type").startswith("text/javascript")
+
+
+def test_console_config_says_how_to_sign_in(docs_app: ModuleType) -> None:
+    reply = docs_app.lambda_handler(http_event("/console/config.json"), _Context())
+    assert json.loads(reply["body"]) == {"auth": "local", "users_url": "/local/users"}
+    hosted = web.console_config({
+        "CONSOLE_SIGN_IN_DOMAIN": "https://px.auth.eu-west-1.amazoncognito.com",
+        "CONSOLE_CLIENT_ID": "abc123",
+    })
+    assert hosted["auth"] == "cognito" and hosted["client_id"] == "abc123"
+    assert hosted["authorize_url"] == "https://px.auth.eu-west-1.amazoncognito.com/oauth2/authorize"
+    assert web.config_origins(hosted) == ["https://px.auth.eu-west-1.amazoncognito.com"]
 
 
 def test_unknown_docs_path_gets_the_contracts_404(docs_app: ModuleType) -> None:

@@ -1005,11 +1005,55 @@ def _docs_page() -> Json:
     return {
         "tags": ["docs"],
         "operationId": "getDocsPage",
-        "summary": "A readable page of this document (no token needed)",
+        "summary": "Swagger UI of this document, with Authorize and try-it-out (no token "
+        "needed to read it)",
         "security": PUBLIC,
         "responses": {
             "200": {
                 "description": "Self-contained HTML",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _static_file(operation_id: str, summary: str, tag: str, description: str) -> Json:
+    return {
+        "tags": [tag],
+        "operationId": operation_id,
+        "summary": summary,
+        "description": description,
+        "security": PUBLIC,
+        "parameters": [
+            {
+                "name": "name",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
+                "description": "A file name",
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "The file (JavaScript, CSS, HTML or SVG; JSON for config.json)",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            "404": _error("No such file", {"Unknown file": errors.NotFound}),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _console_page() -> Json:
+    return {
+        "tags": ["console"],
+        "operationId": "getConsolePage",
+        "summary": "The web console: sign in, upload, run and follow batches, quota and ledger",
+        "security": PUBLIC,
+        "responses": {
+            "200": {
+                "description": "HTML; the console then calls this API with the user's token",
                 "content": {"text/html": {"schema": {"type": "string"}}},
             },
             "500": _shared("ServerError"),
@@ -1030,11 +1074,22 @@ def _paths() -> Json:
         "/api/uploads": {"post": _create_uploads()},
         "/api/openapi.json": {"get": _openapi_json()},
         "/api/docs": {"get": _docs_page()},
+        "/api/docs/{name}": {"get": _static_file(
+            "getDocsFile", "A file of the docs page (Swagger UI, bundled)", "docs",
+            "Swagger UI's script and style, from the copy Powertools ships, and the page's own.",
+        )},
+        "/": {"get": _console_page()},
+        "/console/{name}": {"get": _static_file(
+            "getConsoleFile", "A file of the web console", "console",
+            "The console's modules and style; `config.json` says how it signs people in "
+            "(`{\"auth\": \"local\"}` on the local stack, or the Cognito Hosted UI's "
+            "addresses and client id).",
+        )},
     }
 
 
 _DESCRIPTION: Final = (
-    "Batch image processing. Every route but the two docs routes needs "
+    "Batch image processing. Every route but the public docs and console routes needs "
     "`Authorization: Bearer <JWT>`.\n\n"
     "Success: `{\"success\": true, \"data\": {...}}` (retry-failed and cancel put their fields "
     "beside `success`). Failure: `{\"success\": false, \"errorCode\": <int>, \"message\": "
@@ -1066,7 +1121,8 @@ def build_document(server_url: str = "/") -> Json:
         "tags": [
             {"name": "tasks", "description": "Create, follow, download, retry and cancel tasks"},
             {"name": "account", "description": "Quota, features and uploads"},
-            {"name": "docs", "description": "This document (public)"},
+            {"name": "docs", "description": "This document and its Swagger UI page (public)"},
+            {"name": "console", "description": "The web console's static files (public)"},
         ],
         "paths": _paths(),
         "components": _components(),
