@@ -22,6 +22,7 @@ from pixelbatch.settings import Settings
 
 HERE = Path(__file__).parent
 DEFAULT_STAGE = "$default"
+NO_STORE = {"Cache-Control": "no-store"}
 
 settings = Settings.from_env()
 DOCS_FILES = {
@@ -62,7 +63,7 @@ def console_page() -> Response:
 @app.get("/console/<name>")
 def console_file(name: str) -> Response:
     if name == "config.json":
-        return Response(200, JSON, json.dumps(CONSOLE_CONFIG), headers={"Cache-Control": "no-store"})
+        return Response(200, JSON, json.dumps(CONSOLE_CONFIG), headers=NO_STORE)
     return _found(web.serve(CONSOLE_FILES.get(name), CONSOLE_POLICY))
 
 

@@ -3,8 +3,6 @@ the docs Lambda that serves it."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib.util
 import json
 import re
