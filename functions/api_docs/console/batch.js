@@ -23,6 +23,7 @@ export class BatchView {
     this.onSettled = onSettled;
     this.cards = new Map();
     this.timer = null;
+    this.generation = 0;  // a poll from before stop() must not schedule another
     this.status = el("p", { className: "batch-status", role: "status" });
     this.counters = el("dl", { className: "counters", "aria-label": "Counters" });
     this.grid = el("ul", { className: "grid", "aria-label": "Batch images" });
@@ -46,11 +47,14 @@ export class BatchView {
 
   stop() {
     clearTimeout(this.timer);
+    this.generation += 1;
   }
 
   async poll() {
+    const generation = this.generation;
     try {
       const task = await this.api.task(this.taskId);
+      if (generation !== this.generation) return;
       this.render(task);
       if (isFinished(task.status)) {
         this.onSettled(task);
@@ -59,7 +63,7 @@ export class BatchView {
     } catch (error) {
       notifyError(error, "Reading the batch");
     }
-    this.timer = setTimeout(() => this.poll(), POLL_MS);
+    if (generation === this.generation) this.timer = setTimeout(() => this.poll(), POLL_MS);
   }
 
   render(task) {
@@ -87,9 +91,11 @@ export class BatchView {
         error: el("p", { className: "item-error" }),
         result: el("div", { className: "result" }),
       };
+      const placeholder = () => el("div", { className: "thumb placeholder", text: "no preview" });
       const thumb = known.thumb
-        ? el("img", { src: known.thumb, alt: `Original ${name}`, className: "thumb" })
-        : el("div", { className: "thumb placeholder", text: name });
+        ? el("img", { src: known.thumb, alt: `Original ${name}`, className: "thumb",
+          onerror: (event) => event.target.replaceWith(placeholder()) })
+        : placeholder();
       const node = el("li", { className: "item", "aria-label": name },
         thumb, el("div", { className: "item-head" }, el("span", { className: "name", text: name }),
           parts.status), parts.error, parts.result);

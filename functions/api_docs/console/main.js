@@ -92,6 +92,11 @@ const showConsole = async (api) => {
   try {
     features = await api.features();
   } catch (error) {
+    if (error.status === 401) {  // the kept token has expired: sign in again
+      signOut();
+      window.location.reload();
+      return;
+    }
     notifyError(error, "Reading the features");
   }
   const form = new NewBatch(api, features, started);
