@@ -233,3 +233,27 @@ def test_cancel_refunds_what_did_not_run(page: Page, local_api: LocalApi) -> Non
     done = int(_counter(page, "succeeded"))
     assert int(_counter(page, "cancelled")) > 0
     expect(page.get_by_text(f"Balance: {QUOTA - done} (plan pro)")).to_be_visible()
+
+
+def test_the_docs_page_authorizes_and_tries_routes(page: Page, local_api: LocalApi) -> None:
+    # Given a token, and the Swagger UI page
+    _, token = local_api.make_user(quota=7)
+    page.goto(local_api.base_url + "/api/docs")
+    # When the person authorizes with it and tries GET /api/quota
+    page.get_by_role("button", name="Authorize").first.click()
+    page.locator(".modal-ux input").fill(token)
+    page.locator(".modal-ux button.modal-btn.auth.authorize").click()
+    page.locator(".modal-ux button.btn-done").click()
+    quota = page.locator("#operations-account-getQuota")
+    quota.locator(".opblock-summary").click()
+    quota.get_by_role("button", name="Try it out").click()
+    quota.get_by_role("button", name="Execute").click()
+    # Then the live response is the caller's own balance
+    live = quota.locator(".live-responses-table")
+    expect(live.locator("td.response-col_status").last).to_have_text("200")
+    expect(live.locator(".response-col_description pre").first).to_contain_text('"balance": 7')
+    # And a money-moving route offers no Idempotency-Key to replay: the field starts empty
+    create = page.locator("#operations-tasks-createBatchTask")
+    create.locator(".opblock-summary").click()
+    create.get_by_role("button", name="Try it out").click()
+    expect(create.locator("tr[data-param-name='Idempotency-Key'] input")).to_have_value("")
