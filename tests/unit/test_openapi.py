@@ -614,3 +614,12 @@ def test_unknown_docs_path_gets_the_contracts_404(docs_app: ModuleType) -> None:
     reply = docs_app.lambda_handler(http_event("/api/nope"), _Context())
     assert reply["statusCode"] == 404
     assert json.loads(reply["body"])["errorCode"] == errors.NotFound.error_code
+
+
+def test_static_files_are_documented_with_the_types_they_are_served_as(
+    document: dict[str, Any],
+) -> None:
+    served = {kind.split(";")[0] for kind in web.CONTENT_TYPES.values()}
+    for path in ("/api/docs/{name}", "/console/{name}"):
+        documented = set(response(document, "get", path, "200")["content"])
+        assert served <= documented, path

@@ -36,6 +36,7 @@ MAX_FILENAME_LENGTH: Final = 200
 MAX_LIST_LIMIT: Final = 100
 DEFAULT_LIST_LIMIT: Final = 20
 NOT_BLANK: Final = r"\S"
+STATIC_CONTENT_TYPES: Final = ("text/javascript", "text/css", "text/html", "image/svg+xml")
 IDEMPOTENCY_KEY_PATTERN: Final = r"^[A-Za-z0-9._:\-]{8,128}$"
 TASK_ID_EXAMPLE: Final = "3f2c9a7e5b8d4c1fa0e6b2d97c4e8a15"
 TIME_EXAMPLE: Final = "2025-05-01T08:30:00.123456Z"
@@ -1036,8 +1037,11 @@ def _static_file(operation_id: str, summary: str, tag: str, description: str) ->
         ],
         "responses": {
             "200": {
-                "description": "The file (JavaScript, CSS, HTML or SVG; JSON for config.json)",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
+                "description": "The file, by its type; `config.json` is JSON",
+                "content": {
+                    **{kind: {"schema": {"type": "string"}} for kind in STATIC_CONTENT_TYPES},
+                    "application/json": {"schema": _open_object("The console's settings")},
+                },
             },
             "404": _error("No such file", {"Unknown file": errors.NotFound}),
             "500": _shared("ServerError"),
