@@ -513,7 +513,7 @@ def docs_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("CONSOLE_SIGN_IN_DOMAIN", raising=False)
+    monkeypatch.setenv("CONSOLE_SIGN_IN", "local")
     name = f"_test_api_docs_app_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(name, DOCS_APP)
     assert spec is not None and spec.loader is not None
@@ -602,7 +602,7 @@ def test_console_config_says_how_to_sign_in(docs_app: ModuleType) -> None:
     reply = docs_app.lambda_handler(http_event("/console/config.json"), _Context())
     assert json.loads(reply["body"]) == {"auth": "local", "users_url": "/local/users"}
     hosted = web.console_config({
-        "CONSOLE_SIGN_IN_DOMAIN": "https://px.auth.eu-west-1.amazoncognito.com",
+        "CONSOLE_SIGN_IN": "https://px.auth.eu-west-1.amazoncognito.com",
         "CONSOLE_CLIENT_ID": "abc123",
     })
     assert hosted["auth"] == "cognito" and hosted["client_id"] == "abc123"

@@ -88,11 +88,11 @@ def serve(asset: Asset | None, policy: str, *, cache: bool = True) -> Response |
 
 
 def console_config(env: Mapping[str, str]) -> dict[str, Any]:
-    """How the console signs people in: the Cognito Hosted UI (authorization code with PKCE) when
-    the stack has a sign-in domain, otherwise the local stack's dev-user form."""
-    domain = env.get("CONSOLE_SIGN_IN_DOMAIN", "").strip()
+    """How the console signs people in: CONSOLE_SIGN_IN is the Cognito Hosted UI's address
+    (authorization code with PKCE) or `local`, the local stack's dev-user form."""
+    domain = env.get("CONSOLE_SIGN_IN", "local").strip()
     client_id = env.get("CONSOLE_CLIENT_ID", "").strip()
-    if domain and client_id:
+    if domain.startswith("https://") and client_id:
         return {
             "auth": "cognito",
             "authorize_url": f"{domain.rstrip('/')}/oauth2/authorize",
