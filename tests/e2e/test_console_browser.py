@@ -7,7 +7,9 @@ CONSOLE_SCREENSHOTS=<dir> keeps the two screenshots the README shows (running an
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -16,7 +18,8 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -257,3 +260,44 @@ def test_the_docs_page_authorizes_and_tries_routes(page: Page, local_api: LocalA
     create.locator(".opblock-summary").click()
     create.get_by_role("button", name="Try it out").click()
     expect(create.locator("tr[data-param-name='Idempotency-Key'] input")).to_have_value("")
+
+
+def test_hosted_ui_sign_in_uses_the_code_flow_with_pkce(page: Page, local_api: LocalApi) -> None:
+    """On AWS the console signs in through the Cognito Hosted UI. Here the browser is given that
+    configuration, and stand-ins for the Hosted UI's two endpoints check what it sends."""
+    _, token = local_api.make_user(quota=3)
+    base = local_api.base_url
+    seen: dict[str, str] = {}
+    config = {"auth": "cognito", "client_id": "console-client", "scopes": ["openid", "email"],
+              "authorize_url": f"{base}/hosted-ui/oauth2/authorize",
+              "token_url": f"{base}/hosted-ui/oauth2/token"}
+
+    def authorize(route: Any) -> None:
+        query = parse_qs(urlsplit(route.request.url).query)
+        seen.update({name: values[0] for name, values in query.items()})
+        route.fulfill(status=302, headers={"Location": f"{base}/?code=the-code&state="
+                                                       f"{seen['state']}"})
+
+    def exchange(route: Any) -> None:
+        form = parse_qs(route.request.post_data or "")
+        verifier = form["code_verifier"][0]
+        digest = hashlib.sha256(verifier.encode()).digest()
+        challenge = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+        valid = (form["code"][0] == "the-code" and challenge == seen["code_challenge"]
+                 and form["grant_type"][0] == "authorization_code"
+                 and form["client_id"][0] == "console-client")
+        route.fulfill(status=200 if valid else 400, content_type="application/json",
+                      body=json.dumps({"id_token": token} if valid else {"error": "invalid_grant"}))
+
+    page.route("**/console/config.json", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(config)))
+    page.route("**/hosted-ui/oauth2/authorize?*", authorize)
+    page.route("**/hosted-ui/oauth2/token", exchange)
+    # When the person presses the sign-in button and the Hosted UI sends her back with a code
+    page.goto(base + "/")
+    page.get_by_role("button", name="Sign in with PixelBatch account").click()
+    # Then the code and its verifier become her session, and the address is clean again
+    expect(page.get_by_text("Balance: 3 (plan pro)")).to_be_visible()
+    assert (seen["response_type"], seen["code_challenge_method"]) == ("code", "S256")
+    assert seen["redirect_uri"] == base + "/" and seen["scope"] == "openid email"
+    assert page.url == base + "/"

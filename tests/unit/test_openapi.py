@@ -623,3 +623,12 @@ def test_static_files_are_documented_with_the_types_they_are_served_as(
     for path in ("/api/docs/{name}", "/console/{name}"):
         documented = set(response(document, "get", path, "200")["content"])
         assert served <= documented, path
+
+
+def test_console_files_fetch_nothing_from_elsewhere() -> None:
+    console = web.load_assets(DOCS_APP.parent / "console")
+    assert {"index.html", "main.js", "api.js", "console.css"} <= set(console)
+    for name, asset in console.items():
+        assert not re.search(r"https?://|//cdn|@import", asset.body), name
+    modules = [asset.body for name, asset in console.items() if name.endswith(".js")]
+    assert sum("fetch(" in body or "XMLHttpRequest" in body for body in modules) == 1

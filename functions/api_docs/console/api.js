@@ -140,3 +140,20 @@ export class Api {
 }
 
 export const newIdempotencyKey = () => crypto.randomUUID();
+
+// The Hosted UI's authorization code (with its PKCE verifier) for the tokens; the ID token is
+// the API's bearer token.
+export const exchangeCode = async (config, code, redirectUri, verifier) => {
+  const response = await fetch(config.token_url, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ grant_type: "authorization_code", client_id: config.client_id,
+      code, redirect_uri: redirectUri, code_verifier: verifier }),
+  });
+  const payload = await readJson(response);
+  if (!response.ok) {
+    throw new ApiError(response.status, { message: "sign-in failed",
+      error: (payload && payload.error) || "sign_in_failed" });
+  }
+  return payload.id_token;
+};

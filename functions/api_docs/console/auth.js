@@ -1,6 +1,7 @@
 // Signing in. On the local stack: a form that makes (or resets) a dev user and returns its token.
 // On AWS: the Cognito Hosted UI with the authorization code flow and PKCE; the ID token is the
 // API's bearer token. The token lives in this tab's sessionStorage only.
+import { exchangeCode } from "./api.js";
 import { el } from "./dom.js";
 import { notifyError } from "./notices.js";
 
@@ -71,16 +72,9 @@ export const finishHostedUi = async (config) => {
   sessionStorage.removeItem(PKCE);
   window.history.replaceState(null, "", redirectUri());
   if (params.get("state") !== saved.state) throw new Error("sign-in state mismatch");
-  const response = await fetch(config.token_url, {
-    method: "POST",
-    headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ grant_type: "authorization_code", client_id: config.client_id,
-      code: params.get("code"), redirect_uri: redirectUri(), code_verifier: saved.verifier }),
-  });
-  if (!response.ok) throw new Error(`sign-in failed (HTTP ${response.status})`);
-  const tokens = await response.json();
-  keep(tokens.id_token);
-  return tokens.id_token;
+  const idToken = await exchangeCode(config, params.get("code"), redirectUri(), saved.verifier);
+  keep(idToken);
+  return idToken;
 };
 
 export const hostedSignIn = (config) => el("section", { className: "card signin" },
