@@ -8,11 +8,17 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: run test lint typecheck unit integration e2e demo bench fuzz deploy-check seed-aws phone-set clean
 
-$(STAMP): requirements-dev.txt layers/deps/requirements.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+# pip's own lines for each package it fetches and installs, so a first run is not silent
+PIP_SHOWN := "^(Collecting|Installing collected|Successfully installed|ERROR)"
+
+$(STAMP): requirements-dev.txt layers/deps/requirements.txt cli/pyproject.toml
+	@test -x $(PY) || (echo "creating $(VENV) with $(PYTHON)" && $(PYTHON) -m venv $(VENV))
 	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import moto, PIL, aws_lambda_powertools, jwt, pytest" || (echo "dependency install failed" && exit 1)
+	@echo "installing requirements-dev.txt into $(VENV) (the first time takes a few minutes)"
+	@$(PY) -m pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt 2>&1 \
+		| grep --line-buffered -E $(PIP_SHOWN) || true
+	@$(PY) -c "import moto, PIL, aws_lambda_powertools, jwt, pytest, playwright, openapi_python_client, pixelbatch_cli" \
+		|| (echo "dependency install failed" && exit 1)
 	@touch $(STAMP)
 
 ## Start the whole system on the embedded emulator and serve the API (PORT, default 3000).
@@ -59,5 +65,10 @@ fuzz: $(STAMP)
 	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} $(PY) -m pytest tests/fuzz -p no:randomly -q
 
 ## Upload real photos, run a batch on the local stack with a progress display, save the ZIP.
+## With PORT naming a running stack (`make run`), the demo uses it; otherwise it starts its own.
 demo: $(STAMP)
-	$(PY) -m devstack.demo
+	@if [ -n "$(PORT)" ] && $(PY) -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$(PORT)/local/health', timeout=2)" 2>/dev/null; then \
+		$(PY) -m devstack.demo --url http://127.0.0.1:$(PORT); \
+	else \
+		$(PY) -m devstack.demo; \
+	fi

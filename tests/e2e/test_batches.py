@@ -105,7 +105,8 @@ def test_nothing_to_download(local_api: LocalApi) -> None:
     assert task["status"] == "failed" and balance(c) == 10
     response = c.request("GET", f"/api/tasks/{task['id']}/download-zip")
     assert response.status_code == 400
-    assert response.json() == {"success": False, "errorCode": 4001, "message": "没有可下载的文件"}
+    assert response.json() == {"success": False, "errorCode": 4001, "message": "没有可下载的文件",
+                               "error": "nothing_to_download"}
 
 
 def test_ten_simultaneous_batches_with_quota_for_nine(local_api: LocalApi) -> None:

@@ -202,7 +202,7 @@ def test_declaring_an_upload_over_the_cap_is_400(local_api: LocalApi) -> None:
     # Then no upload URL is handed out, and no money moves
     assert reply.status_code == 400
     assert reply.json() == {"success": False, "errorCode": 4001,
-                            "message": "files[0]: 图片文件过大"}
+                            "message": "files[0]: 图片文件过大", "error": "file_too_large"}
     assert_books(c, 5, 5)
 
 
@@ -225,9 +225,10 @@ def test_other_users_uploads_and_tasks_are_refused_over_http(local_api: LocalApi
     # Then the batch is a 400 naming the image, every task route a 403, and no money moved
     assert stolen.status_code == 400
     assert stolen.json() == {"success": False, "errorCode": 4001,
-                             "message": "第1张图片: 不允许访问该地址"}
+                             "message": "第1张图片: 不允许访问该地址", "error": "image_not_allowed"}
     assert [(p.status_code, p.json()) for p in peeks] == [
-        (403, {"success": False, "errorCode": 4003, "message": "无权访问该任务"})] * 4
+        (403, {"success": False, "errorCode": 4003, "message": "无权访问该任务",
+               "error": "forbidden_task"})] * 4
     assert_books(attacker, 10, 10)
     assert attacker.ok("GET", "/api/tasks")["data"]["tasks"] == []
     assert_books(victim, 10, 9)

@@ -158,7 +158,7 @@ def test_literal_segments_win_over_parameters() -> None:
 
 
 def test_unknown_routes_and_methods_are_404(gw: Harness) -> None:
-    for method, path in (("GET", "/nope"), ("DELETE", "/api/quota"), ("GET", "/")):
+    for method, path in (("GET", "/nope"), ("DELETE", "/api/quota"), ("GET", "/console")):
         response = gw.get(path, gw.token(), method=method)
         assert response.status_code == 404
         assert response.get_json() == {"message": "Not Found"}

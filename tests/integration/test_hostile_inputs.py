@@ -137,9 +137,11 @@ def assert_nothing_charged(stack: Stack, account: Account) -> None:
 
 def assert_error(reply: Reply, status: int, code: int, message: str | re.Pattern[str] | None
                  ) -> None:
-    """The contract's failure shape, exactly three fields, nothing internal in the text."""
+    """The contract's failure shape and its key, nothing internal in the text."""
     assert reply.status == status, reply.body
-    assert isinstance(reply.body, dict) and set(reply.body) == {"success", "errorCode", "message"}
+    assert isinstance(reply.body, dict)
+    assert set(reply.body) == {"success", "errorCode", "message", "error"}
+    assert re.fullmatch(r"[a-z][a-z0-9_]*", reply.body["error"]), reply.body
     assert reply.body["success"] is False and reply.body["errorCode"] == code
     text = reply.body["message"]
     assert isinstance(text, str) and text

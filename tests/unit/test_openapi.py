@@ -3,8 +3,6 @@ the docs Lambda that serves it."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib.util
 import json
 import re
@@ -21,7 +19,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from pixelbatch import errors
-from pixelbatch.api import http, idempotency, views
+from pixelbatch.api import http, idempotency, views, web
 from pixelbatch.api.openapi import build_document
 from pixelbatch.contract import BatchBody, SingleBody, UploadsBody, parse_body
 from pixelbatch.models import (
@@ -404,7 +402,9 @@ def test_account_replies_match_what_the_views_build(document: dict[str, Any]) ->
 
 
 DOMAIN_ERRORS: list[tuple[errors.DomainError, str, str]] = [
-    (errors.InvalidRequest("input_images必须是数组"), "post", "/api/tasks/batch"),
+    (errors.ImagesNotArray(), "post", "/api/tasks/batch"),
+    (errors.TooManyImages(), "post", "/api/tasks/batch"),
+    (errors.InvalidParameters("input_data参数无效: x"), "post", "/api/tasks/batch"),
     (errors.FeatureDisabled(), "post", "/api/tasks/batch"),
     (errors.QuotaInsufficient(), "post", "/api/tasks/batch"),
     (errors.FeatureNotFound(), "post", "/api/tasks/batch"),
@@ -418,15 +418,16 @@ DOMAIN_ERRORS: list[tuple[errors.DomainError, str, str]] = [
     (errors.NoFailedItems(), "post", "/api/tasks/{taskId}/retry-failed"),
     (errors.NotABatchTask(), "post", "/api/tasks/{taskId}/retry-failed"),
     (errors.QuotaInsufficient(), "post", "/api/tasks/{taskId}/retry-failed"),
-    (errors.StateConflict("任务已取消，无法重试"), "post", "/api/tasks/{taskId}/retry-failed"),
+    (errors.TaskCancelled(), "post", "/api/tasks/{taskId}/retry-failed"),
     (errors.StartFailed(), "post", "/api/tasks/{taskId}/retry-failed"),
-    (errors.StateConflict("任务已结束，无法取消"), "post", "/api/tasks/{taskId}/cancel"),
-    (errors.InvalidRequest("Idempotency-Key已用于另一个不同的请求"), "post",
-     "/api/tasks/{taskId}/cancel"),
+    (errors.TaskFinished(), "post", "/api/tasks/{taskId}/cancel"),
+    (errors.IdempotencyKeyReused(), "post", "/api/tasks/{taskId}/cancel"),
+    (errors.RequestInProgress(), "post", "/api/tasks/{taskId}/cancel"),
     (errors.NotTaskOwner(), "post", "/api/tasks/{taskId}/cancel"),
-    (errors.InvalidRequest("cursor无效"), "get", "/api/tasks"),
-    (errors.InvalidRequest("limit必须是1到100之间的整数"), "get", "/api/quota"),
-    (errors.InvalidRequest("files必须是数组"), "post", "/api/uploads"),
+    (errors.InvalidCursor(), "get", "/api/tasks"),
+    (errors.InvalidQuery("limit必须是1到100之间的整数"), "get", "/api/quota"),
+    (errors.InvalidBody("files必须是数组"), "post", "/api/uploads"),
+    (errors.UnsupportedFileType("files[0]: 不支持的文件类型 text/plain"), "post", "/api/uploads"),
 ]
 
 
@@ -441,6 +442,9 @@ def test_error_replies_match_what_the_resolver_builds(
     body = json.loads(str(reply.body))
     check = reply_validator(document, method, path, status)
     assert not [problem.message for problem in check.iter_errors(body)]
+    assert body["error"] == error.key
+    examples = response(document, method, path, status)["content"]["application/json"]
+    assert error.key in {example["value"].get("error") for example in examples["examples"].values()}
     for header in response(document, method, path, status).get("headers", {}):
         assert header in (reply.headers or {})
 
@@ -500,6 +504,16 @@ def docs_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "PixelBatchTest")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "pixelbatch")
+    for name in ("ACCOUNTS", "FEATURES", "PIPELINES", "TASKS", "LEDGER", "RATE_LIMIT",
+                 "IDEMPOTENCY"):
+        monkeypatch.setenv(f"{name}_TABLE", name.lower())
+    monkeypatch.setenv("UPLOADS_BUCKET", "uploads-bucket")
+    monkeypatch.setenv("OUTPUTS_BUCKET", "outputs-bucket")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("CONSOLE_SIGN_IN", "local")
     name = f"_test_api_docs_app_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(name, DOCS_APP)
     assert spec is not None and spec.loader is not None
@@ -530,26 +544,91 @@ def test_openapi_json_behind_a_named_stage_points_at_the_stage(docs_app: ModuleT
     assert json.loads(reply["body"])["servers"][0]["url"] == "/dev"
 
 
-def test_docs_page_is_self_contained_html(docs_app: ModuleType) -> None:
+def test_docs_page_is_swagger_ui_from_this_origin(docs_app: ModuleType) -> None:
     reply = docs_app.lambda_handler(http_event("/api/docs"), _Context())
     page = reply["body"]
     assert reply["statusCode"] == 200
     assert _header(reply, "content-type").startswith("text/html")
-    assert "fetch(\"./openapi.json\"" in page
-    assert not re.search(r"https?://|<script[^>]*\bsrc=|<link\b", page)
-
-
-def test_docs_page_policy_allows_exactly_its_inline_code(docs_app: ModuleType) -> None:
-    reply = docs_app.lambda_handler(http_event("/api/docs"), _Context())
+    scripts = re.findall(r"<script\b[^>]*>", page)
+    assert scripts == ['<script src="docs/swagger-ui-bundle.min.js">',
+                       '<script src="docs/swagger-init.js">']
+    assert not re.search(r"https?://", page)
     policy = _header(reply, "content-security-policy")
-    for tag in ("script", "style"):
-        (inline,) = re.findall(rf"<{tag}>(.*?)</{tag}>", reply["body"], flags=re.DOTALL)
-        digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
-        assert f"{tag}-src 'sha256-{digest}'" in policy
-    assert "connect-src 'self'" in policy
+    assert "script-src 'self';" in policy and "connect-src 'self';" in policy
+    assert "unsafe-eval" not in policy
+
+
+def test_swagger_ui_is_the_copy_powertools_ships(docs_app: ModuleType) -> None:
+    reply = docs_app.lambda_handler(
+        http_event("/api/docs/swagger-ui-bundle.min.js"), _Context())
+    shipped = (web.SWAGGER_UI_DIR / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
+    assert reply["statusCode"] == 200
+    assert _header(reply, "content-type").startswith("text/javascript")
+    assert reply["body"] == shipped
+    init = docs_app.lambda_handler(http_event("/api/docs/swagger-init.js"), _Context())
+    assert 'url: "openapi.json"' in init["body"]
+
+
+def test_no_idempotency_key_is_offered_for_replay(document: dict[str, Any]) -> None:
+    key = document["components"]["parameters"]["IdempotencyKey"]
+    assert "example" not in key and "examples" not in key
+    assert not {"example", "examples", "default"} & set(key["schema"])
+
+
+@pytest.mark.parametrize("path", ["/api/docs/nope.js", "/api/docs/..%2Fapp.py",
+                                  "/console/app.py", "/console/..%2F..%2Fapp.py"])
+def test_only_the_shipped_files_are_served(docs_app: ModuleType, path: str) -> None:
+    reply = docs_app.lambda_handler(http_event(path), _Context())
+    assert reply["statusCode"] == 404
+    assert json.loads(reply["body"])["error"] == "not_found"
+
+
+def test_console_page_and_modules_share_a_strict_policy(docs_app: ModuleType) -> None:
+    page = docs_app.lambda_handler(http_event("/"), _Context())
+    assert page["statusCode"] == 200
+    assert _header(page, "content-type").startswith("text/html")
+    assert not re.search(r"<script>|<style>|\son\w+=|https?://", page["body"])
+    policy = _header(page, "content-security-policy")
+    assert policy.startswith("default-src 'none'; script-src 'self'; style-src 'self';")
+    assert "unsafe" not in policy
+    assert "connect-src 'self' https://" in policy  # the buckets' presigned URL origin
+    for module in re.findall(r'src="(console/[^"]+)"', page["body"]):
+        served = docs_app.lambda_handler(http_event("/" + module), _Context())
+        assert served["statusCode"] == 200, module
+        assert _header(served, "content-type").startswith("text/javascript")
+
+
+def test_console_config_says_how_to_sign_in(docs_app: ModuleType) -> None:
+    reply = docs_app.lambda_handler(http_event("/console/config.json"), _Context())
+    assert json.loads(reply["body"]) == {"auth": "local", "users_url": "/local/users"}
+    hosted = web.console_config({
+        "CONSOLE_SIGN_IN": "https://px.auth.eu-west-1.amazoncognito.com",
+        "CONSOLE_CLIENT_ID": "abc123",
+    })
+    assert hosted["auth"] == "cognito" and hosted["client_id"] == "abc123"
+    assert hosted["authorize_url"] == "https://px.auth.eu-west-1.amazoncognito.com/oauth2/authorize"
+    assert web.config_origins(hosted) == ["https://px.auth.eu-west-1.amazoncognito.com"]
 
 
 def test_unknown_docs_path_gets_the_contracts_404(docs_app: ModuleType) -> None:
     reply = docs_app.lambda_handler(http_event("/api/nope"), _Context())
     assert reply["statusCode"] == 404
     assert json.loads(reply["body"])["errorCode"] == errors.NotFound.error_code
+
+
+def test_static_files_are_documented_with_the_types_they_are_served_as(
+    document: dict[str, Any],
+) -> None:
+    served = {kind.split(";")[0] for kind in web.CONTENT_TYPES.values()}
+    for path in ("/api/docs/{name}", "/console/{name}"):
+        documented = set(response(document, "get", path, "200")["content"])
+        assert served <= documented, path
+
+
+def test_console_files_fetch_nothing_from_elsewhere() -> None:
+    console = web.load_assets(DOCS_APP.parent / "console")
+    assert {"index.html", "main.js", "api.js", "console.css"} <= set(console)
+    for name, asset in console.items():
+        assert not re.search(r"https?://|//cdn|@import", asset.body), name
+    modules = [asset.body for name, asset in console.items() if name.endswith(".js")]
+    assert sum("fetch(" in body or "XMLHttpRequest" in body for body in modules) == 1

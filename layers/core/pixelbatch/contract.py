@@ -8,9 +8,16 @@ import math
 from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
 
-from pixelbatch.errors import InvalidRequest
+from pixelbatch.errors import (
+    ImagesNotArray,
+    InvalidBody,
+    InvalidRequest,
+    NoImages,
+    NonFiniteNumber,
+    ServerOwnedField,
+    TooManyImages,
+)
 
 MAX_BATCH_IMAGES = 50
 MAX_URL_LENGTH = 2048
@@ -29,8 +36,10 @@ UPLOAD_CONTENT_TYPES = (
 )
 
 
-def _fail(message: str) -> NoReturn:
-    raise PydanticCustomError("contract", message)
+def _fail(message: str, error: type[InvalidRequest] = InvalidBody) -> NoReturn:
+    """Refuse the body with the error type that names the cause. Validators raise it directly:
+    pydantic lets exceptions other than ValueError and AssertionError through unchanged."""
+    raise error(message)
 
 
 def _as_object(data: Any) -> dict[str, Any]:
@@ -38,7 +47,7 @@ def _as_object(data: Any) -> dict[str, Any]:
         _fail("请求体必须是JSON对象")
     owned = [name for name in SERVER_OWNED_FIELDS if name in data]
     if owned:
-        _fail(f"{owned[0]}由服务端维护，不能由客户端提交")
+        _fail(f"{owned[0]}由服务端维护，不能由客户端提交", ServerOwnedField)
     return data
 
 
@@ -59,6 +68,13 @@ def _check_input_data(body: dict[str, Any]) -> None:
         _fail("input_data必须是对象")
     if len(json.dumps(data, ensure_ascii=False).encode()) > MAX_INPUT_DATA_BYTES:
         _fail("input_data过大")
+
+
+def _check_count(images: list[Any]) -> None:
+    if not images:
+        _fail(NoImages.default_message, NoImages)
+    if len(images) > MAX_BATCH_IMAGES:
+        _fail(TooManyImages.default_message, TooManyImages)
 
 
 def _check_image_url(value: Any, label: str) -> None:
@@ -83,11 +99,8 @@ class BatchBody(_Body):
         body = dict(_as_object(data))
         images = body.get("input_images")
         if not isinstance(images, list):
-            _fail("input_images必须是数组")
-        if not images:
-            _fail("至少需要上传1张图片")
-        if len(images) > MAX_BATCH_IMAGES:
-            _fail("批量处理最多支持50张图片")
+            _fail(ImagesNotArray.default_message, ImagesNotArray)
+        _check_count(images)
         _check_feature_id(body)
         for position, url in enumerate(images):
             _check_image_url(url, f"input_images[{position}]")
@@ -130,10 +143,7 @@ class UploadsBody(_Body):
         files = body.get("files")
         if not isinstance(files, list):
             _fail("files必须是数组")
-        if not files:
-            _fail("至少需要上传1张图片")
-        if len(files) > MAX_BATCH_IMAGES:
-            _fail("批量处理最多支持50张图片")
+        _check_count(files)
         return body
 
 
@@ -147,16 +157,16 @@ def parse_body(model: type[BodyT], raw: str | None) -> BodyT:
             raw, parse_constant=_refuse_non_finite, parse_float=_finite_float
         ) if raw else None
     except (ValueError, TypeError, RecursionError) as error:
-        raise InvalidRequest("请求体不是合法的JSON") from error
+        raise InvalidBody("请求体不是合法的JSON") from error
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise InvalidRequest(_first_message(error)) from error
+        raise InvalidBody(_first_message(error)) from error
 
 
 def _refuse_non_finite(_literal: str) -> NoReturn:
     # Python's parser takes NaN and Infinity, the JSON spec and DynamoDB do not.
-    raise InvalidRequest(NON_FINITE_MESSAGE)
+    raise NonFiniteNumber(NON_FINITE_MESSAGE)
 
 
 def _finite_float(literal: str) -> float:
@@ -168,7 +178,5 @@ def _finite_float(literal: str) -> float:
 
 def _first_message(error: ValidationError) -> str:
     first = error.errors(include_url=False)[0]
-    if first["type"] == "contract":
-        return str(first["msg"])
     where = ".".join(str(part) for part in first["loc"])
     return f"{where}: {first['msg']}" if where else str(first["msg"])

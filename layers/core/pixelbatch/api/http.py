@@ -10,7 +10,14 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from pixelbatch.errors import DomainError, InvalidRequest, RateLimited
+from pixelbatch.errors import (
+    DomainError,
+    InvalidBody,
+    InvalidQuery,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from pixelbatch.observability import logger
 
 JSON = "application/json; charset=utf-8"
@@ -31,24 +38,26 @@ def create_app() -> APIGatewayHttpResolver:
 
     @app.not_found
     def _no_route(_: NotFoundError) -> Response:
-        return _failure(404, 4004, "资源不存在")
+        return error_reply(NotFound())
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:
         logger.exception("unhandled error")
-        return _failure(500, 5000, "服务器内部错误")
+        return error_reply(DomainError())
 
     return app
 
 
 def error_reply(error: DomainError) -> Response:
-    if isinstance(error, _Unauthorized):  # the same reply the JWT authorizer gives
+    """The one place a domain error becomes a reply: its status, `errorCode`, message and the
+    stable `error` key of its type."""
+    if isinstance(error, Unauthorized):  # the same reply the JWT authorizer gives
         return Response(401, JSON, _dumps({"message": "Unauthorized"}))
     if isinstance(error, RateLimited):
         extra = {"rateLimitInfo": {"resetAt": error.reset_at, "remaining": error.remaining}}
         headers = {"Retry-After": str(max(1, error.reset_at - _now_seconds()))}
-        return _failure(error.http_status, error.error_code, error.message, extra, headers)
-    return _failure(error.http_status, error.error_code, error.message)
+        return _failure(error, extra, headers)
+    return _failure(error)
 
 
 def ok(data: Any, status: int = 200) -> Response:
@@ -69,7 +78,7 @@ def body_text(app: APIGatewayHttpResolver) -> str | None:
     try:
         return app.current_event.decoded_body
     except (UnicodeDecodeError, ValueError) as error:
-        raise InvalidRequest("请求体必须是UTF-8编码的JSON") from error
+        raise InvalidBody("请求体必须是UTF-8编码的JSON") from error
 
 
 def current_user(app: APIGatewayHttpResolver) -> str:
@@ -77,7 +86,7 @@ def current_user(app: APIGatewayHttpResolver) -> str:
     claims = app.current_event.request_context.authorizer.jwt_claim or {}
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
-        raise _Unauthorized()
+        raise Unauthorized()
     return sub
 
 
@@ -86,7 +95,7 @@ def query_int(app: APIGatewayHttpResolver, name: str, *, default: int, low: int,
     if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise InvalidRequest(f"{name}必须是{low}到{high}之间的整数")
+        raise InvalidQuery(f"{name}必须是{low}到{high}之间的整数")
     return int(raw)
 
 
@@ -95,25 +104,20 @@ def query_bool(app: APIGatewayHttpResolver, name: str, *, default: bool) -> bool
     if raw is None:
         return default
     if raw.lower() not in ("true", "false", "1", "0"):
-        raise InvalidRequest(f"{name}必须是true或false")
+        raise InvalidQuery(f"{name}必须是true或false")
     return raw.lower() in ("true", "1")
 
 
-class _Unauthorized(DomainError):
-    http_status = 401
-    error_code = 4010
-    default_message = "Unauthorized"
-
-
 def _failure(
-    status: int,
-    code: int,
-    message: str,
+    error: DomainError,
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body = {"success": False, "errorCode": code, "message": message, **(extra or {})}
-    return Response(status, JSON, _dumps(body), headers=headers)
+    body = {
+        "success": False, "errorCode": error.error_code, "message": error.message,
+        "error": error.key, **(extra or {}),
+    }
+    return Response(error.http_status, JSON, _dumps(body), headers=headers)
 
 
 def _now_seconds() -> int:

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
-from pixelbatch.errors import InvalidRequest, StateConflict
+from pixelbatch.errors import IdempotencyKeyReused, InvalidIdempotencyKey, RequestInProgress
 
 HEADER = "idempotency-key"
 _KEY_FORMAT = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
@@ -54,14 +54,14 @@ class IdempotentRoutes:
         if key is None:
             return action()
         if not _KEY_FORMAT.match(key):
-            raise InvalidRequest("Idempotency-Key必须是8到128位的字母、数字或._:-")
+            raise InvalidIdempotencyKey()
         request = {"user": user, "route": route, "key": key, "body": _canonical(body)}
         try:
             reply: Reply = self._once(request=request, action=action)
         except IdempotencyValidationError as error:
-            raise InvalidRequest("Idempotency-Key已用于另一个不同的请求") from error
+            raise IdempotencyKeyReused() from error
         except IdempotencyAlreadyInProgressError as error:
-            raise StateConflict("相同Idempotency-Key的请求正在处理中") from error
+            raise RequestInProgress() from error
         return reply
 
 

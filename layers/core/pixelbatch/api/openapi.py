@@ -14,7 +14,6 @@ from pixelbatch.contract import (
     MAX_BATCH_IMAGES,
     MAX_INPUT_DATA_BYTES,
     MAX_URL_LENGTH,
-    NON_FINITE_MESSAGE,
     SERVER_OWNED_FIELDS,
     UPLOAD_CONTENT_TYPES,
 )
@@ -30,13 +29,14 @@ API_VERSION: Final = "1.0.0"
 SECURITY_SCHEME: Final = "bearerAuth"
 BEARER: Final[list[Json]] = [{SECURITY_SCHEME: []}]
 PUBLIC: Final[list[Json]] = []
-UNAUTHORIZED_CODE: Final = 4010  # api.http's reply when a verified token has no `sub`
+UNAUTHORIZED_CODE: Final = errors.Unauthorized.error_code
 
 MAX_FEATURE_ID_LENGTH: Final = 64
 MAX_FILENAME_LENGTH: Final = 200
 MAX_LIST_LIMIT: Final = 100
 DEFAULT_LIST_LIMIT: Final = 20
 NOT_BLANK: Final = r"\S"
+STATIC_CONTENT_TYPES: Final = ("text/javascript", "text/css", "text/html", "image/svg+xml")
 IDEMPOTENCY_KEY_PATTERN: Final = r"^[A-Za-z0-9._:\-]{8,128}$"
 TASK_ID_EXAMPLE: Final = "3f2c9a7e5b8d4c1fa0e6b2d97c4e8a15"
 TIME_EXAMPLE: Final = "2025-05-01T08:30:00.123456Z"
@@ -44,25 +44,27 @@ IMAGE_EXAMPLE: Final = "s3://pixelbatch-uploads/uploads/user-123/9b1d.../photo.j
 # `grant` is written when an account is created or reset (pixelbatch.seed.reset_account), the
 # other two by the task transactions (repos.tasks).
 LEDGER_KINDS: Final = ("grant", "charge", "refund")
-PAGE_ERRORS: Final = {
-    "Bad limit": f"limit必须是1到{MAX_LIST_LIMIT}之间的整数",
-    "Bad cursor": "cursor无效",
+PAGE_ERRORS: Final[dict[str, Example]] = {
+    "Bad limit": (errors.InvalidQuery, f"limit必须是1到{MAX_LIST_LIMIT}之间的整数"),
+    "Bad cursor": errors.InvalidCursor,
 }
 
-_KEY_IN_PROGRESS: Final = "相同Idempotency-Key的请求正在处理中"
-_IDEMPOTENCY_ERRORS: Final = {
-    "Bad Idempotency-Key": "Idempotency-Key必须是8到128位的字母、数字或._:-",
-    "Key reused": "Idempotency-Key已用于另一个不同的请求",
+_IDEMPOTENCY_ERRORS: Final[dict[str, Example]] = {
+    "Bad Idempotency-Key": errors.InvalidIdempotencyKey,
+    "Key reused": errors.IdempotencyKeyReused,
 }
 
-_BODY_ERRORS: Final = {
-    "Body not JSON": "请求体不是合法的JSON",
-    "Body not an object": "请求体必须是JSON对象",
-    "NaN or Infinity": NON_FINITE_MESSAGE,
-    "Server-owned field": "batch_items由服务端维护，不能由客户端提交",
-    "feature_id missing": "feature_id不能为空",
-    "input_data too large": "input_data过大",
-    "input_data invalid": "input_data参数无效: brightness: 300 is greater than the maximum of 100",
+_BODY_ERRORS: Final[dict[str, Example]] = {
+    "Body not JSON": (errors.InvalidBody, "请求体不是合法的JSON"),
+    "Body not an object": (errors.InvalidBody, "请求体必须是JSON对象"),
+    "NaN or Infinity": errors.NonFiniteNumber,
+    "Server-owned field": errors.ServerOwnedField,
+    "feature_id missing": (errors.InvalidBody, "feature_id不能为空"),
+    "input_data too large": (errors.InvalidBody, "input_data过大"),
+    "input_data invalid": (
+        errors.InvalidParameters,
+        "input_data参数无效: brightness: 300 is greater than the maximum of 100",
+    ),
 }
 
 
@@ -99,8 +101,13 @@ def _open_object(description: str) -> Json:
     return {"type": "object", "additionalProperties": True, "description": description}
 
 
-def _failure(code: int, message: str) -> Json:
-    return {"success": False, "errorCode": code, "message": message}
+def _failure(error: type[errors.DomainError], message: str | None = None) -> Json:
+    return {
+        "success": False,
+        "errorCode": error.error_code,
+        "message": message or error.default_message,
+        "error": error.key,
+    }
 
 
 def _examples(values: dict[str, Any]) -> Json:
@@ -117,12 +124,30 @@ def _json_content(schema: Json, examples: dict[str, Any] | None = None) -> Json:
 # ---------------------------------------------------------------------- component schemas
 
 
+def error_keys(code: int) -> list[type[errors.DomainError]]:
+    """The error types whose replies carry `errorCode` `code`, in declaration order."""
+    return [error for error in errors.error_types() if error.error_code == code]
+
+
+def _error_key_schema(code: int) -> Json:
+    kinds = error_keys(code)
+    listing = "; ".join(f"`{kind.key}`: {kind.meaning}" for kind in kinds)
+    return {
+        "type": "string",
+        "pattern": "^[a-z][a-z0-9_]*$",
+        "description": "Stable snake_case key of the cause, to branch on (new keys may be "
+        f"added): {listing}",
+        "examples": [kind.key for kind in kinds],
+    }
+
+
 def _error_schema(code: int, description: str) -> Json:
     return _closed(
         {
             "success": {"const": False},
             "errorCode": {"type": "integer", "const": code},
             "message": {"type": "string", "description": "Readable, in the product's language"},
+            "error": _error_key_schema(code),
         },
         description=description,
     )
@@ -184,9 +209,9 @@ def _task_body_properties() -> Json:
         "input_data": {
             "type": ["object", "null"],
             "additionalProperties": True,
-            "default": {},
             "description": "Parameters checked against the feature's `parameters_schema`; at "
-            f"most {MAX_INPUT_DATA_BYTES} bytes as JSON. null means {{}}",
+            f"most {MAX_INPUT_DATA_BYTES} bytes as JSON. Omitted or null means {{}} (the "
+            "feature's defaults)",
             "examples": [{"brightness": 10, "contrast": 5}],
         },
     }
@@ -449,8 +474,8 @@ def _parameters() -> Json:
             "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
             "description": "Repeating a successful request with the same key (for 24 h) returns "
             "the first reply without moving money again; the same key with a different body is "
-            "refused (400), and one still in progress gets a 409. Failures are not remembered.",
-            "example": "0d6f1c1e-8b9f-4f5e-9c59-1a8a2b7d3e4f",
+            "refused (400), and one still in progress gets a 409. Failures are not remembered. "
+            "Use a fresh random value (a UUID) per intended operation.",
         },
     }
 
@@ -484,7 +509,7 @@ def _shared_responses() -> Json:
                 {"anyOf": [ref("GatewayMessage"), ref("Error4010")]},
                 {
                     "Gateway": {"message": "Unauthorized"},
-                    "No sub claim": _failure(UNAUTHORIZED_CODE, "Unauthorized"),
+                    "No sub claim": _failure(errors.Unauthorized),
                 },
             ),
         },
@@ -494,7 +519,7 @@ def _shared_responses() -> Json:
             "content": _json_content(
                 {"anyOf": [ref("Error5000"), ref("GatewayMessage")]},
                 {
-                    "Handler": _failure(5000, errors.DomainError.default_message),
+                    "Handler": _failure(errors.DomainError),
                     "Gateway": {"message": "Internal Server Error"},
                 },
             ),
@@ -553,29 +578,25 @@ def _error(description: str, examples: dict[str, Example]) -> Json:
 
 def _failure_of(example: Example) -> Json:
     if isinstance(example, tuple):
-        error, message = example
-        return _failure(error.error_code, message)
-    return _failure(example.error_code, example.default_message)
+        return _failure(*example)
+    return _failure(example)
 
 
-def _bad_request(examples: dict[str, str]) -> Json:
-    return _error(
-        "Invalid body or query (errorCode 4001); nothing is charged",
-        {name: (errors.InvalidRequest, message) for name, message in examples.items()},
-    )
+def _bad_request(examples: dict[str, Example]) -> Json:
+    return _error("Invalid body or query (errorCode 4001); nothing is charged", examples)
 
 
-def _conflict(description: str, examples: dict[str, str]) -> Json:
-    conflicts: dict[str, Example] = {
-        name: (errors.StateConflict, message) for name, message in examples.items()
+def _conflict(description: str, examples: dict[str, Example]) -> Json:
+    conflicts = {
+        **examples,
+        "Same key in progress": errors.RequestInProgress,
+        "Contention": errors.ConcurrentUpdate,
     }
-    conflicts["Same key in progress"] = (errors.StateConflict, _KEY_IN_PROGRESS)
-    conflicts["Contention"] = errors.ConcurrentUpdate
     return _error(description, conflicts)
 
 
 def _rate_limited() -> Json:
-    example = _failure(errors.RateLimited.error_code, errors.RateLimited.default_message)
+    example = _failure(errors.RateLimited)
     example["rateLimitInfo"] = {"resetAt": 1746088260, "remaining": 0}
     return {
         "description": "Too many requests for this feature in the current window",
@@ -599,7 +620,7 @@ def _start_failed() -> Json:
     )
 
 
-def _create_errors(bad_request: dict[str, str]) -> Json:
+def _create_errors(bad_request: dict[str, Example]) -> Json:
     return {
         "400": _bad_request({**bad_request, **_IDEMPOTENCY_ERRORS}),
         "401": _shared("Unauthorized"),
@@ -637,12 +658,14 @@ def _create_batch() -> Json:
     }
     created = {"task_id": TASK_ID_EXAMPLE, "batch_total": 2, "quota_cost": 2,
                "created_at": TIME_EXAMPLE}
-    bad_request = {
-        "input_images not an array": "input_images必须是数组",
-        "No images": "至少需要上传1张图片",
-        "Too many images": "批量处理最多支持50张图片",
+    bad_request: dict[str, Example] = {
+        "input_images not an array": errors.ImagesNotArray,
+        "No images": errors.NoImages,
+        "Too many images": errors.TooManyImages,
         **_BODY_ERRORS,
-        "Image not allowed": f"第1张图片: {FAILURE_MESSAGES['blocked_destination']}",
+        "Image not allowed": (
+            errors.ImageNotAllowed, f"第1张图片: {FAILURE_MESSAGES['blocked_destination']}"
+        ),
     }
     return {
         "tags": ["tasks"],
@@ -670,7 +693,9 @@ def _create_single() -> Json:
                     "input_data": {"brightness": 10}}
     created = {"task_id": TASK_ID_EXAMPLE, "batch_total": 1, "quota_cost": 1,
                "created_at": TIME_EXAMPLE, "status": TaskStatus.PENDING.value}
-    bad_request = {**_BODY_ERRORS, "input_image missing": "input_image必须是非空字符串"}
+    bad_request: dict[str, Example] = {
+        **_BODY_ERRORS, "input_image missing": (errors.InvalidBody, "input_image必须是非空字符串"),
+    }
     return {
         "tags": ["tasks"],
         "operationId": "createTask",
@@ -800,9 +825,9 @@ def _download_zip() -> Json:
             },
             "400": _bad_request(
                 {
-                    "Not a batch": errors.NotABatchTask.default_message,
-                    "Nothing to download": errors.NothingToDownload.default_message,
-                    "Bad successOnly": "successOnly必须是true或false",
+                    "Not a batch": errors.NotABatchTask,
+                    "Nothing to download": errors.NothingToDownload,
+                    "Bad successOnly": (errors.InvalidQuery, "successOnly必须是true或false"),
                 }
             ),
             "401": _shared("Unauthorized"),
@@ -829,8 +854,8 @@ def _retry_failed() -> Json:
             ),
             "400": _bad_request(
                 {
-                    "Nothing failed": errors.NoFailedItems.default_message,
-                    "Not a batch": errors.NotABatchTask.default_message,
+                    "Nothing failed": errors.NoFailedItems,
+                    "Not a batch": errors.NotABatchTask,
                     **_IDEMPOTENCY_ERRORS,
                 }
             ),
@@ -846,7 +871,7 @@ def _retry_failed() -> Json:
             "409": _conflict(
                 "The task was cancelled, or a request with the same Idempotency-Key is still "
                 "in progress",
-                {"Cancelled": "任务已取消，无法重试"},
+                {"Cancelled": errors.TaskCancelled},
             ),
             "500": _shared("ServerError"),
             "503": _start_failed(),
@@ -876,7 +901,7 @@ def _cancel() -> Json:
             "409": _conflict(
                 "The task has already finished (or was cancelled), or a request with the same "
                 "Idempotency-Key is still in progress",
-                {"Finished": "任务已结束，无法取消"},
+                {"Finished": errors.TaskFinished},
             ),
             "500": _shared("ServerError"),
         },
@@ -949,11 +974,13 @@ def _create_uploads() -> Json:
             "200": _ok("UploadList", {"uploads": [upload]}),
             "400": _bad_request(
                 {
-                    "files not an array": "files必须是数组",
-                    "No files": "至少需要上传1张图片",
-                    "Too many files": "批量处理最多支持50张图片",
-                    "Unsupported type": "files[0]: 不支持的文件类型 text/plain",
-                    "Too large": "files[0]: 图片文件过大",
+                    "files not an array": (errors.InvalidBody, "files必须是数组"),
+                    "No files": errors.NoImages,
+                    "Too many files": errors.TooManyImages,
+                    "Unsupported type": (
+                        errors.UnsupportedFileType, "files[0]: 不支持的文件类型 text/plain"
+                    ),
+                    "Too large": (errors.FileTooLarge, "files[0]: 图片文件过大"),
                 }
             ),
             "401": _shared("Unauthorized"),
@@ -982,11 +1009,58 @@ def _docs_page() -> Json:
     return {
         "tags": ["docs"],
         "operationId": "getDocsPage",
-        "summary": "A readable page of this document (no token needed)",
+        "summary": "Swagger UI of this document, with Authorize and try-it-out (no token "
+        "needed to read it)",
         "security": PUBLIC,
         "responses": {
             "200": {
                 "description": "Self-contained HTML",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _static_file(operation_id: str, summary: str, tag: str, description: str) -> Json:
+    return {
+        "tags": [tag],
+        "operationId": operation_id,
+        "summary": summary,
+        "description": description,
+        "security": PUBLIC,
+        "parameters": [
+            {
+                "name": "name",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
+                "description": "A file name",
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "The file, by its type; `config.json` is JSON",
+                "content": {
+                    **{kind: {"schema": {"type": "string"}} for kind in STATIC_CONTENT_TYPES},
+                    "application/json": {"schema": _open_object("The console's settings")},
+                },
+            },
+            "404": _error("No such file", {"Unknown file": errors.NotFound}),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _console_page() -> Json:
+    return {
+        "tags": ["console"],
+        "operationId": "getConsolePage",
+        "summary": "The web console: sign in, upload, run and follow batches, quota and ledger",
+        "security": PUBLIC,
+        "responses": {
+            "200": {
+                "description": "HTML; the console then calls this API with the user's token",
                 "content": {"text/html": {"schema": {"type": "string"}}},
             },
             "500": _shared("ServerError"),
@@ -1007,18 +1081,41 @@ def _paths() -> Json:
         "/api/uploads": {"post": _create_uploads()},
         "/api/openapi.json": {"get": _openapi_json()},
         "/api/docs": {"get": _docs_page()},
+        "/api/docs/{name}": {"get": _static_file(
+            "getDocsFile", "A file of the docs page (Swagger UI, bundled)", "docs",
+            "Swagger UI's script and style, from the copy Powertools ships, and the page's own.",
+        )},
+        "/": {"get": _console_page()},
+        "/console/{name}": {"get": _static_file(
+            "getConsoleFile", "A file of the web console", "console",
+            "The console's modules and style; `config.json` says how it signs people in "
+            "(`{\"auth\": \"local\"}` on the local stack, or the Cognito Hosted UI's "
+            "addresses and client id).",
+        )},
     }
 
 
 _DESCRIPTION: Final = (
-    "Batch image processing. Every route but the two docs routes needs "
+    "Batch image processing. Every route but the public docs and console routes needs "
     "`Authorization: Bearer <JWT>`.\n\n"
     "Success: `{\"success\": true, \"data\": {...}}` (retry-failed and cancel put their fields "
     "beside `success`). Failure: `{\"success\": false, \"errorCode\": <int>, \"message\": "
     "\"...\"}` with 400/4001, 403/4003, 403/1003 (quota), 404/4004, 409/4009, 429/4029 (with "
     "`Retry-After` and `rateLimitInfo`), 500/5000 and 503/5000 (processing could not start, "
-    "charge undone). 401 is API Gateway's `{\"message\": \"Unauthorized\"}`."
+    "charge undone). 401 is API Gateway's `{\"message\": \"Unauthorized\"}`.\n\n"
+    "Every failure reply also carries `\"error\"`, a stable snake_case key of its cause, so a "
+    "client can branch without reading the message:"
 )
+
+
+def _description() -> str:
+    rows = [
+        f"| `{kind.key}` | {kind.http_status} | {kind.error_code} | {kind.meaning} |"
+        for kind in errors.error_types()
+        if kind is not errors.Unauthorized
+    ]
+    table = ["| error | HTTP | errorCode | cause |", "|---|---|---|---|", *rows]
+    return _DESCRIPTION + "\n\n" + "\n".join(table)
 
 
 def build_document(server_url: str = "/") -> Json:
@@ -1026,12 +1123,13 @@ def build_document(server_url: str = "/") -> Json:
     served (use `/<stage>` behind a named API Gateway stage)."""
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {"title": "PixelBatch API", "version": API_VERSION, "description": _DESCRIPTION},
+        "info": {"title": "PixelBatch API", "version": API_VERSION, "description": _description()},
         "servers": [{"url": server_url, "description": "This API, wherever it is served"}],
         "tags": [
             {"name": "tasks", "description": "Create, follow, download, retry and cancel tasks"},
             {"name": "account", "description": "Quota, features and uploads"},
-            {"name": "docs", "description": "This document (public)"},
+            {"name": "docs", "description": "This document and its Swagger UI page (public)"},
+            {"name": "console", "description": "The web console's static files (public)"},
         ],
         "paths": _paths(),
         "components": _components(),

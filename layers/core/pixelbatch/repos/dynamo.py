@@ -14,7 +14,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from pixelbatch.errors import ConcurrentUpdate, InvalidRequest
+from pixelbatch.errors import ConcurrentUpdate, InvalidCursor
 
 _RETRYABLE_CODES = frozenset(
     {
@@ -153,9 +153,9 @@ def decode_cursor(cursor: str, *, keys: tuple[str, ...], owner: tuple[str, str])
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError) as error:
-        raise InvalidRequest("cursor无效") from error
+        raise InvalidCursor() from error
     if not isinstance(key, dict) or set(key) != set(keys) or key.get(owner[0]) != owner[1]:
-        raise InvalidRequest("cursor无效")
+        raise InvalidCursor()
     if not all(isinstance(value, str) for value in key.values()):
-        raise InvalidRequest("cursor无效")
+        raise InvalidCursor()
     return key

@@ -10,7 +10,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 
 from pixelbatch.clock import now_iso
-from pixelbatch.errors import QuotaInsufficient, StateConflict
+from pixelbatch.errors import QuotaInsufficient, TaskChanged, TaskExists
 from pixelbatch.models import OPEN_STATUSES, Item, ItemRef, ItemStatus, Task, TaskStatus
 from pixelbatch.repos.dynamo import (
     TransactionCancelled,
@@ -128,7 +128,7 @@ class TaskStore:
         except TransactionCancelled as cancelled:
             if cancelled.failed_at(0):
                 raise QuotaInsufficient() from cancelled
-            raise StateConflict("任务已存在") from cancelled
+            raise TaskExists() from cancelled
 
     def requeue_charged(self, task: Task, failed: Sequence[Item]) -> int:
         """Charge the failed items again and move them failed -> pending with a new attempt, in
@@ -163,7 +163,7 @@ class TaskStore:
         except TransactionCancelled as cancelled:
             if cancelled.failed_at(0):
                 raise QuotaInsufficient() from cancelled
-            raise StateConflict("任务状态已变化，请刷新后重试") from cancelled
+            raise TaskChanged() from cancelled
         return new_round
 
     def _requeue_item_action(self, task_id: str, item: Item, now: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from pixelbatch.clock import iso, now
 from pixelbatch.contract import UPLOAD_CONTENT_TYPES, UploadFile, UploadsBody
-from pixelbatch.errors import InvalidRequest
+from pixelbatch.errors import FileTooLarge, UnsupportedFileType
 from pixelbatch.models import Account, Feature, LedgerEntry
 from pixelbatch.repos.accounts import AccountStore
 from pixelbatch.repos.objects import ObjectStore
@@ -64,9 +64,9 @@ class AccountService:
 
     def _check_file(self, position: int, file: UploadFile) -> None:
         if file.content_type not in UPLOAD_CONTENT_TYPES:
-            raise InvalidRequest(f"files[{position}]: 不支持的文件类型 {file.content_type}")
+            raise UnsupportedFileType(f"files[{position}]: 不支持的文件类型 {file.content_type}")
         if file.size > self._settings.max_upload_bytes:
-            raise InvalidRequest(f"files[{position}]: 图片文件过大")
+            raise FileTooLarge(f"files[{position}]: {FileTooLarge.default_message}")
 
     def _presign(self, user_id: str, file: UploadFile, expires_at: str) -> Upload:
         key = f"uploads/{user_id}/{uuid.uuid4().hex}/{_safe_name(file)}"

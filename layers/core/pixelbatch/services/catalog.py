@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from pixelbatch.errors import (
     FeatureDisabled,
     FeatureNotFound,
-    InvalidRequest,
+    InvalidParameters,
     PlanNotAllowed,
     RateLimited,
 )
@@ -56,7 +56,7 @@ def validate_inputs(feature: Feature, input_data: dict[str, Any]) -> dict[str, A
     if errors:
         first = errors[0]
         where = ".".join(str(p) for p in first.absolute_path) or "input_data"
-        raise InvalidRequest(f"input_data参数无效: {where}: {first.message}")
+        raise InvalidParameters(f"input_data参数无效: {where}: {first.message}")
     filled = copy.deepcopy(input_data)
     for name, spec in feature.parameters_schema.get("properties", {}).items():
         if name not in filled and isinstance(spec, dict) and "default" in spec:

@@ -12,13 +12,15 @@ from typing import Any
 from pixelbatch.clock import now_iso
 from pixelbatch.contract import BatchBody, SingleBody
 from pixelbatch.errors import (
-    InvalidRequest,
+    ImageNotAllowed,
     NoFailedItems,
     NotABatchTask,
     NothingToDownload,
     NotTaskOwner,
     StartFailed,
     StateConflict,
+    TaskCancelled,
+    TaskFinished,
     TaskNotFound,
 )
 from pixelbatch.imaging.failures import ItemFailure
@@ -109,7 +111,7 @@ class TaskService:
                     allowed_hosts=self._settings.image_url_allowlist,
                 )
             except ItemFailure as failure:
-                raise InvalidRequest(f"第{position + 1}张图片: {failure.message}") from failure
+                raise ImageNotAllowed(f"第{position + 1}张图片: {failure.message}") from failure
 
     def _start_or_undo(self, task: Task, refs: list[ItemRef]) -> None:
         try:
@@ -134,7 +136,7 @@ class TaskService:
         if not task.is_batch:
             raise NotABatchTask()
         if task.status is TaskStatus.CANCELLED:
-            raise StateConflict("任务已取消，无法重试")
+            raise TaskCancelled()
         failed = [item for item in items if item.status is ItemStatus.FAILED]
         if not failed:
             raise NoFailedItems()
@@ -156,7 +158,7 @@ class TaskService:
         if task.status not in OPEN or not self._tasks.set_status(
             task_id, TaskStatus.CANCELLED, allowed_from=OPEN, keep_open=True
         ):
-            raise StateConflict("任务已结束，无法取消")
+            raise TaskFinished()
         _, items = self._tasks.get_with_items(task_id)
         refs = [
             ItemRef(item.index, item.attempt)

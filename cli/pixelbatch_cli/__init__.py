@@ -1,0 +1,1 @@
+"""`pixelbatch`, the command-line client of the PixelBatch API."""
