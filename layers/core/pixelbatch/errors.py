@@ -71,6 +71,10 @@ class FeatureNotFound(NotFound):
     default_message = "功能不存在"
 
 
+class AccountNotFound(NotFound):
+    default_message = "账户不存在"
+
+
 class StateConflict(DomainError):
     http_status = 409
     error_code = 4009
@@ -79,6 +83,12 @@ class StateConflict(DomainError):
 
 class ConcurrentUpdate(StateConflict):
     default_message = "请求冲突，请稍后重试"
+
+
+class AdjustmentAlreadyApplied(StateConflict):
+    """The admin adjustment's request id is in the ledger already: it happened, once."""
+
+    default_message = "该调整已执行过"
 
 
 class RateLimited(DomainError):
