@@ -290,7 +290,7 @@ def load_template(
     ctx = Context(
         parameters=parameters,
         pseudo=_pseudo_parameters(naming),
-        refs=physical,
+        refs={**physical, **_alias_refs(resources, naming, physical)},
         attributes=_attribute_resolver(resources, physical, naming),
         condition_defs=raw.get("Conditions") or {},
         mappings=raw.get("Mappings") or {},
@@ -389,6 +389,18 @@ def _physical_ids(resources: Mapping[str, Any], naming: Naming,
         else:
             ids[logical_id] = name or logical_id
     return ids
+
+
+def _alias_refs(resources: Mapping[str, Any], naming: Naming,
+                physical: Mapping[str, str]) -> dict[str, str]:
+    """SAM's ``!Ref Fn.Alias`` / ``!Ref Fn.Version`` for functions with AutoPublishAlias. The
+    local stack publishes no versions: both name the function itself, whose code is current."""
+    refs: dict[str, str] = {}
+    for logical_id, resource in _of_type(resources, FUNCTION_TYPES):
+        if (resource.get("Properties") or {}).get("AutoPublishAlias"):
+            arn = naming.lambda_arn(physical[logical_id])
+            refs[f"{logical_id}.Alias"] = refs[f"{logical_id}.Version"] = arn
+    return refs
 
 
 def _attribute_resolver(resources: Mapping[str, Any], physical: Mapping[str, str],
@@ -528,13 +540,19 @@ def _routes(function_id: str, events: Mapping[str, Any],
         )
 
 
+_SCHEDULE_KEYS = ("Schedule", "Enabled", "ScheduleExpression", "State", "Input")
+
+
 def _schedules(function_id: str, events: Mapping[str, Any], ctx: Context
                ) -> Iterable[Schedule]:
     for event_id, event in events.items():
         kind = event.get("Type")
         if kind not in ("Schedule", "ScheduleV2"):
             continue
-        props = resolve(event.get("Properties") or {}, ctx)
+        # Only what the local timer uses: DeadLetterConfig, RetryPolicy and the like name
+        # resources the local stack does not build.
+        raw_props = event.get("Properties") or {}
+        props = resolve({key: raw_props[key] for key in _SCHEDULE_KEYS if key in raw_props}, ctx)
         if kind == "Schedule":
             expression, enabled = props.get("Schedule"), props.get("Enabled", True)
         else:
