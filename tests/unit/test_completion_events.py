@@ -25,7 +25,7 @@ class FakeEvents:
         self.reply, self.error = reply, error
         self.sent: list[list[dict[str, Any]]] = []
 
-    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         self.sent.append(Entries)
         if self.error:
             raise self.error
