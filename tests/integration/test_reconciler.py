@@ -77,3 +77,21 @@ def test_task_rows_expire_with_their_outputs(stack: Stack) -> None:
     assert len(rows) == 3
     assert all(abs(int(row["expires_at"]) - expected) < 120 for row in rows)
     assert all("expires_at" not in row for row in stack.ledger(user))
+
+
+def test_a_task_past_its_expiry_reads_as_gone_before_dynamodb_deletes_it(stack: Stack) -> None:
+    user = stack.user("expired", quota=5)
+    kept = create(stack, user, photo_urls(stack, user, 1))
+    gone = create(stack, user, photo_urls(stack, user, 1))
+    # Given TTL's moment has passed for one task (DynamoDB deletes such rows days later)
+    table = stack.dynamodb.Table(stack.env["TASKS_TABLE"])
+    for sk in ("task", "item#0000"):
+        table.update_item(Key={"pk": f"task#{gone}", "sk": sk},
+                          UpdateExpression="SET expires_at = :past",
+                          ExpressionAttributeValues={":past": int(now().timestamp()) - 1})
+    # Then it is not found, offers no URL, and is not listed; the other task is untouched
+    assert stack.call("GET", f"/api/tasks/{gone}", user=user).status == 404
+    assert stack.call("GET", f"/api/tasks/{gone}/download-zip", user=user).status == 404
+    listed = stack.call("GET", "/api/tasks", user=user).body["data"]["tasks"]
+    assert [task["id"] for task in listed] == [kept]
+    assert details(stack, user, kept)["id"] == kept

@@ -85,13 +85,14 @@ class TaskStore:
         row = self._tasks.get_item(
             Key={"pk": task_pk(task_id), "sk": TASK_SK}, ConsistentRead=True
         ).get("Item")
-        return task_from_row(row) if row else None
+        return task_from_row(row) if row and not expired(row) else None
 
     def get_with_items(self, task_id: str) -> tuple[Task | None, list[Item]]:
         """One query: items sort before the task row ("item#..." < "task")."""
         rows = query_all(
             self._tasks, KeyConditionExpression=Key("pk").eq(task_pk(task_id)), ConsistentRead=True
         )
+        rows = [row for row in rows if not expired(row)]
         task = next((task_from_row(r) for r in rows if r["sk"] == TASK_SK), None)
         return task, [item_from_row(r) for r in rows if r["sk"] != TASK_SK]
 
@@ -114,7 +115,8 @@ class TaskStore:
             self._tasks, index="by_owner", owner=("owner_id", owner_id), limit=limit,
             cursor=cursor, cursor_keys=("pk", "sk", "owner_id", "created_at"),
         )
-        return TaskPage(tasks=[task_from_row(row) for row in rows], next_cursor=next_cursor)
+        tasks = [task_from_row(row) for row in rows if not expired(row)]
+        return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
     # ------------------------------------------------------------------ creation
 
@@ -439,6 +441,14 @@ class TaskStore:
 
 
 # ---------------------------------------------------------------------- row mapping
+
+
+def expired(row: dict[str, Any]) -> bool:
+    """Past its TTL. DynamoDB deletes such rows only within a few days, and by then the
+    task's objects are gone: read them as gone already."""
+    expires_at = row.get("expires_at")
+    return expires_at is not None and int(expires_at) <= int(now().timestamp())
+
 
 
 def task_to_row(task: Task) -> dict[str, Any]:
