@@ -12,6 +12,9 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from moto import mock_aws
+from pixelbatch.seed import main as seed_main
+from pixelbatch.stack_outputs import StackOutputsMissing, stack_variables
 
 from devstack.stack import LocalStack, StackConfig
 from tests.support.http_events import REPO
@@ -97,3 +100,57 @@ def test_the_admin_cli_says_how_to_name_the_tables(stack: LocalStack) -> None:
     ran = subprocess.run([sys.executable, "-m", "pixelbatch.admin", "show", "x"], cwd=REPO,
                          env=env, capture_output=True, text=True, timeout=120, check=False)
     assert ran.returncode != 0 and "--stack" in ran.stderr
+
+
+# ---------------------------------------------------------------------- --stack
+
+
+STACK_OUTPUTS_TEMPLATE = {
+    "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+    "Outputs": {
+        "AccountsTableName": {"Value": "prod-accounts"},
+        "LedgerTableName": {"Value": "prod-ledger"},
+        "FeaturesTableName": {"Value": "prod-features"},
+        "PipelinesTableName": {"Value": "prod-pipelines"},
+    },
+}
+
+
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A stack with the outputs template.yaml declares, on moto in process."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        boto3.client("cloudformation").create_stack(
+            StackName="pixelbatch-prod", TemplateBody=json.dumps(STACK_OUTPUTS_TEMPLATE))
+        yield "pixelbatch-prod"
+
+
+def test_table_names_come_from_the_stack_outputs(deployed: str) -> None:
+    assert stack_variables(deployed, ("ACCOUNTS_TABLE", "LEDGER_TABLE")) == {
+        "ACCOUNTS_TABLE": "prod-accounts", "LEDGER_TABLE": "prod-ledger"}
+    assert stack_variables(deployed, ("FEATURES_TABLE",)) == {"FEATURES_TABLE": "prod-features"}
+
+
+def test_a_stack_without_the_outputs_is_named_in_the_error(deployed: str) -> None:
+    boto3.client("cloudformation").create_stack(
+        StackName="other", TemplateBody=json.dumps({"Resources": STACK_OUTPUTS_TEMPLATE[
+            "Resources"]}))
+    with pytest.raises(StackOutputsMissing, match="other"):
+        stack_variables("other", ("ACCOUNTS_TABLE",))
+
+
+def test_seed_with_a_stack_name_writes_to_its_tables(deployed: str) -> None:
+    dynamodb = boto3.client("dynamodb")
+    for table, key in (("prod-features", "feature_id"), ("prod-pipelines", "pipeline_id")):
+        dynamodb.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}])
+    seed_main(["--stack", deployed])
+    features = json.loads((CATALOG / "features.json").read_text())
+    assert dynamodb.scan(TableName="prod-features")["Count"] == len(features)
