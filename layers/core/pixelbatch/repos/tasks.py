@@ -35,7 +35,11 @@ REFUND_CHUNK = 40
 
 def open_shard(task_id: str) -> str:
     """The by_open partition of a task: fixed per task, so every write of it agrees."""
-    return f"open#{zlib.crc32(task_id.encode()) % OPEN_SHARDS}"
+    return shard_key(zlib.crc32(task_id.encode()) % OPEN_SHARDS)
+
+
+def shard_key(shard: int) -> str:
+    return f"open#{shard}"
 
 
 def task_pk(task_id: str) -> str:
@@ -104,7 +108,7 @@ class TaskStore:
             for row in query_all(
                 self._tasks,
                 IndexName="by_open",
-                KeyConditionExpression=Key("open_shard").eq(f"open#{shard}")
+                KeyConditionExpression=Key("open_shard").eq(shard_key(shard))
                 & Key("updated_at").lt(updated_before),
             )
         ]
