@@ -45,9 +45,15 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
 
-## Seed the feature catalog of a deployed stack (table names from the stack outputs).
+## Seed the feature catalog of a deployed stack: STACK=pixelbatch-prod (tables from its outputs),
+## or FEATURES_TABLE=... PIPELINES_TABLE=...; uses your AWS credentials (the stack's OperatorPolicy).
 seed-aws: $(STAMP)
-	$(PY) -m pixelbatch.seed --features-table "$(FEATURES_TABLE)" --pipelines-table "$(PIPELINES_TABLE)"
+	PYTHONPATH=layers/core $(PY) -m pixelbatch.seed \
+		$(if $(STACK),--stack "$(STACK)",--features-table "$(FEATURES_TABLE)" --pipelines-table "$(PIPELINES_TABLE)")
+
+## The deploy checks: cfn-lint, sam validate and build, statelint, checkov (template and translated).
+deploy-check: $(STAMP)
+	PY=$(PY) scripts/deploy_check.sh
 
 ## 12-megapixel phone-sized JPEGs made from the bundled photos (for demos and benchmarks).
 phone-set: $(STAMP)

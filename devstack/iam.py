@@ -184,8 +184,8 @@ def roles_from_template(template: Template) -> dict[str, Role]:
     principals = _role_users(resources)
     roles: dict[str, Role] = {}
     for logical_id, resource in resources.items():
-        if resource.get("Type") != "AWS::IAM::Role":
-            continue
+        if resource.get("Type") != "AWS::IAM::Role" or logical_id not in principals:
+            continue  # roles of AWS services (CodeDeploy's) act outside the local stack
         name = f"{template.naming.prefix}-{logical_id}"[:64]
         roles[logical_id] = Role(
             logical_id=logical_id,

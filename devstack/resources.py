@@ -155,6 +155,10 @@ def create_function(lambda_: Any, function: Function, role_arn: str) -> None:
         Environment={"Variables": dict(function.environment)},
     )
     _expect_arn(function.logical_id, function.arn, created["FunctionArn"])
+    if function.alias:  # AutoPublishAlias: a version, and the alias that points at it
+        version = lambda_.publish_version(FunctionName=function.name)["Version"]
+        lambda_.create_alias(FunctionName=function.name, Name=function.alias,
+                             FunctionVersion=version)
 
 
 def create_state_machine(sfn: Any, machine: StateMachine, role_arn: str) -> None:

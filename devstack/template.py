@@ -46,6 +46,8 @@ FUNCTION_TYPES = frozenset({"AWS::Serverless::Function"})
 STATE_MACHINE_TYPES = frozenset({"AWS::Serverless::StateMachine"})
 HTTP_API_TYPES = frozenset({"AWS::Serverless::HttpApi"})
 LAYER_TYPES = frozenset({"AWS::Serverless::LayerVersion"})
+QUEUE_TYPES = frozenset({"AWS::SQS::Queue"})
+LOG_GROUP_TYPES = frozenset({"AWS::Logs::LogGroup"})
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -193,8 +195,14 @@ class Function:
     environment: Mapping[str, str]
     layer_paths: tuple[Path, ...]
     reserved_concurrency: int | None = None
+    alias: str | None = None  # AutoPublishAlias: what the state machine and deploys invoke
     routes: tuple[Route, ...] = ()
     schedules: tuple[Schedule, ...] = ()
+
+    @property
+    def invoke_arn(self) -> str:
+        """What the state machine invokes: the alias when deploys publish one."""
+        return f"{self.arn}:{self.alias}" if self.alias else self.arn
 
     @property
     def handler_file(self) -> Path:
@@ -317,11 +325,12 @@ def template_context(template: Template) -> Context:
 
 def _context(raw: Mapping[str, Any], naming: Naming, parameters: Mapping[str, Any],
              physical: Mapping[str, str]) -> Context:
+    resources = raw.get("Resources") or {}
     return Context(
         parameters=parameters,
         pseudo=_pseudo_parameters(naming),
-        refs=physical,
-        attributes=_attribute_resolver(raw.get("Resources") or {}, physical, naming),
+        refs={**physical, **_alias_refs(resources, naming, physical)},
+        attributes=_attribute_resolver(resources, physical, naming),
         condition_defs=raw.get("Conditions") or {},
         mappings=raw.get("Mappings") or {},
     )
@@ -406,6 +415,20 @@ def _physical_ids(resources: Mapping[str, Any], naming: Naming,
     return ids
 
 
+def _alias_refs(resources: Mapping[str, Any], naming: Naming,
+                physical: Mapping[str, str]) -> dict[str, str]:
+    """SAM's ``!Ref Fn.Alias`` (and the translated template's ``FnAlias<name>``) is the alias
+    ARN, as on AWS; ``!Ref Fn.Version`` names the function, whose local code is current."""
+    refs: dict[str, str] = {}
+    for logical_id, resource in _of_type(resources, FUNCTION_TYPES):
+        alias = (resource.get("Properties") or {}).get("AutoPublishAlias")
+        if alias:
+            arn = naming.lambda_arn(physical[logical_id])
+            refs[f"{logical_id}.Alias"] = refs[f"{logical_id}Alias{alias}"] = f"{arn}:{alias}"
+            refs[f"{logical_id}.Version"] = arn
+    return refs
+
+
 def _attribute_resolver(resources: Mapping[str, Any], physical: Mapping[str, str],
                         naming: Naming) -> Any:
     region, account = naming.region, naming.account_id
@@ -424,6 +447,10 @@ def _attribute_resolver(resources: Mapping[str, Any], physical: Mapping[str, str
             (FUNCTION_TYPES, "Arn"): naming.lambda_arn(ref),
             (STATE_MACHINE_TYPES, "Arn"): ref,
             (STATE_MACHINE_TYPES, "Name"): ref.rpartition(":")[2],
+            # named in policies, though the local stack does not build them
+            (QUEUE_TYPES, "Arn"): f"arn:aws:sqs:{region}:{account}:{ref}",
+            (QUEUE_TYPES, "QueueName"): ref,
+            (LOG_GROUP_TYPES, "Arn"): f"arn:aws:logs:{region}:{account}:log-group:{ref}:*",
         }
         for (kinds, attr), value in known.items():
             if kind in kinds and attr == name:
@@ -543,13 +570,19 @@ def _routes(function_id: str, events: Mapping[str, Any],
         )
 
 
+_SCHEDULE_KEYS = ("Schedule", "Enabled", "ScheduleExpression", "State", "Input")
+
+
 def _schedules(function_id: str, events: Mapping[str, Any], ctx: Context
                ) -> Iterable[Schedule]:
     for event_id, event in events.items():
         kind = event.get("Type")
         if kind not in ("Schedule", "ScheduleV2"):
             continue
-        props = resolve(event.get("Properties") or {}, ctx)
+        # Only what the local timer uses: DeadLetterConfig, RetryPolicy and the like name
+        # resources the local stack does not build.
+        raw_props = event.get("Properties") or {}
+        props = resolve({key: raw_props[key] for key in _SCHEDULE_KEYS if key in raw_props}, ctx)
         if kind == "Schedule":
             expression, enabled = props.get("Schedule"), props.get("Enabled", True)
         else:
@@ -642,6 +675,7 @@ def _functions(resources: Mapping[str, Any], globals_fn: Mapping[str, Any],
             layer_paths=_layer_paths(list(props.get("Layers") or []), resources, root),
             reserved_concurrency=_optional_int(resolve(props.get("ReservedConcurrentExecutions"),
                                                        ctx)),
+            alias=resolve(props.get("AutoPublishAlias"), ctx),
             routes=tuple(_routes(logical_id, props.get("Events") or {}, http_apis)),
             schedules=tuple(_schedules(logical_id, props.get("Events") or {}, ctx)),
         )

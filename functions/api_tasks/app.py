@@ -96,6 +96,7 @@ def retry_failed(taskId: str) -> Response:
 def cancel(taskId: str) -> Response:
     def cancel_task(user: str) -> dict[str, Any]:
         refunded = container.tasks.cancel(user, taskId)
+        metrics.add_metric(name="QuotaRefundedOnCancel", unit=MetricUnit.Count, value=refunded)
         return {"message": f"任务已取消，返还{refunded}配额", "refund_amount": refunded}
 
     return ok_flat(once(f"POST /api/tasks/{taskId}/cancel", cancel_task))

@@ -23,7 +23,8 @@ ACCOUNT: Final = "123456789012"
 STACK: Final = "pixelbatch-dev"
 PLACEHOLDER: Final = re.compile(r"\$\{([^}]+)\}")
 LAMBDA_ARN: Final = re.compile(
-    r"^arn:aws:lambda:[a-z]{2}(-[a-z]+)+-\d:\d{12}:function:[A-Za-z0-9_-]{1,64}$"
+    r"^arn:aws:lambda:[a-z]{2}(-[a-z]+)+-\d:\d{12}:function:[A-Za-z0-9_-]{1,64}"
+    r"(:[A-Za-z0-9_-]{1,128})?$"
 )
 
 
@@ -37,6 +38,12 @@ def stand_in(value: Any, resources: dict[str, Any], region: str = REGION) -> str
         return value
     if value == {"Ref": "AWS::Partition"}:
         return "aws"
+    if isinstance(value, dict) and list(value) == ["Ref"] and value["Ref"].endswith(".Alias"):
+        # SAM's reference to a function's AutoPublishAlias: the alias-qualified ARN.
+        logical_id = value["Ref"].removesuffix(".Alias")
+        alias = resources[logical_id]["Properties"]["AutoPublishAlias"]
+        name = f"{STACK}-{logical_id}-A1B2C3D4E5F6"[:64]
+        return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}:{alias}"
     if isinstance(value, dict) and list(value) == ["Fn::GetAtt"]:
         logical_id, attribute = value["Fn::GetAtt"]
         kind = resources[logical_id]["Type"]

@@ -25,10 +25,6 @@ from tests.deploy.tooling import (
     venv_tool,
 )
 
-# cfn-lint 1.51.0 (requirements-dev.txt) carries a Lambda runtime calendar from before AWS moved
-# python3.11's deprecation to 2027-06-30, so its E2533 flags a runtime that can still be created.
-# The SAM CLI's newer cfn-lint runs every rule, E2533 included, in the `sam validate --lint` test.
-STALE_IN_PINNED_CFN_LINT: Final = ("E2533",)
 DEPENDENCY_IMPORTS: Final = {
     "aws-lambda-powertools": "aws_lambda_powertools",
     "pydantic": "pydantic",
@@ -41,8 +37,9 @@ PIN: Final = re.compile(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([^\s;#]+)")
 
 @pytest.mark.parametrize("region", REGIONS)
 def test_cfn_lint_passes(region: str) -> None:
-    ran = run([venv_tool("cfn-lint"), "--format", "parseable", "--regions", region,
-               "--ignore-checks", *STALE_IN_PINNED_CFN_LINT, "--", TEMPLATE])
+    """Every rule, none ignored."""
+    ran = run([venv_tool("cfn-lint"), "--format", "parseable", "--regions", region, "--",
+               TEMPLATE])
     assert ran.returncode == 0 and not ran.output.strip(), ran.explain()
 
 

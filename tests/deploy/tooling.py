@@ -1,5 +1,6 @@
-"""The tools the deploy checks run: cfn-lint from the project's venv, and the SAM CLI from an
-environment of its own that is created on first use from requirements-sam.txt.
+"""The tools the deploy checks run: cfn-lint from the project's venv, and the SAM CLI and checkov
+each from an environment of its own that is created on first use from requirements-sam.txt and
+requirements-checkov.txt.
 
 Every aws-sam-cli release pins boto3 and cfn-lint to exact versions that disagree with
 requirements-dev.txt, so the SAM CLI cannot share the project's venv. Its environment lives in
@@ -30,10 +31,12 @@ REPO: Final = Path(__file__).resolve().parents[2]
 TEMPLATE: Final = REPO / "template.yaml"
 CACHE: Final = REPO / ".cache" / "deploy-check"
 SAM_REQUIREMENTS: Final = Path(__file__).with_name("requirements-sam.txt")
+CHECKOV_REQUIREMENTS: Final = Path(__file__).with_name("requirements-checkov.txt")
 REGION: Final = "us-east-1"
 INSTALL_TIMEOUT_SECONDS: Final = 480  # within pytest-timeout's 600 s for the first test
 COMMAND_TIMEOUT_SECONDS: Final = 600
-# Set by scripts/deploy_check.sh: there, a SAM CLI that cannot be installed is a failure.
+# Set by scripts/deploy_check.sh: there, a SAM CLI or checkov that cannot be installed is a
+# failure, not a skip.
 REQUIRE_SAM_VARIABLE: Final = "DEPLOY_CHECK_REQUIRE_SAM"
 # Never hand the tools credentials or a profile: these checks must not need any.
 CREDENTIAL_VARIABLES: Final = (
@@ -48,6 +51,10 @@ REGIONS: Final = (REGION, "eu-west-1")
 
 class SamUnavailable(RuntimeError):
     """The SAM CLI could not be installed (for instance, no package index)."""
+
+
+class ToolUnavailable(SamUnavailable):
+    """A deploy-check tool in an environment of its own could not be installed."""
 
 
 @dataclass(frozen=True)
@@ -93,25 +100,42 @@ def install_sam() -> Path:
     override = os.environ.get("SAM_CLI", "").strip()
     if override:
         return Path(override)
-    home = sam_home()
-    sam, stamp = home / "bin" / "sam", home / ".installed"
-    if stamp.is_file() and sam.is_file():
-        return sam
+    return _installed_tool(sam_home(), SAM_REQUIREMENTS, "sam")
+
+
+def checkov_home() -> Path:
+    key = CHECKOV_REQUIREMENTS.read_bytes() + sys.version.encode()
+    return CACHE / f"checkov-{hashlib.sha256(key).hexdigest()[:12]}"
+
+
+def install_checkov() -> Path:
+    """The `checkov` executable (CHECKOV=/path/to/checkov uses another install). Its pinned
+    dependencies disagree with the project's, so it too gets an environment of its own."""
+    override = os.environ.get("CHECKOV", "").strip()
+    if override:
+        return Path(override)
+    return _installed_tool(checkov_home(), CHECKOV_REQUIREMENTS, "checkov")
+
+
+def _installed_tool(home: Path, requirements: Path, executable: str) -> Path:
+    tool, stamp = home / "bin" / executable, home / ".installed"
+    if stamp.is_file() and tool.is_file():
+        return tool
     shutil.rmtree(home, ignore_errors=True)  # a half-made environment from an interrupted run
     home.parent.mkdir(parents=True, exist_ok=True)
     created = run([sys.executable, "-m", "venv", home], timeout=INSTALL_TIMEOUT_SECONDS)
     if created.returncode:
-        raise SamUnavailable(created.explain())
+        raise ToolUnavailable(created.explain())
     installed = run(
         [home / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-r", SAM_REQUIREMENTS],
+         "-r", requirements],
         timeout=INSTALL_TIMEOUT_SECONDS,
     )
-    if installed.returncode or not sam.is_file():
+    if installed.returncode or not tool.is_file():
         shutil.rmtree(home, ignore_errors=True)
-        raise SamUnavailable(installed.explain())
+        raise ToolUnavailable(installed.explain())
     stamp.write_text(f"installed in {created.seconds + installed.seconds:.0f} s\n")
-    return sam
+    return tool
 
 
 @cache

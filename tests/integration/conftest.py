@@ -82,9 +82,15 @@ class Stack:
         return found
 
 
+# The template trusts no image host by default; these tests play a deployment that trusts an
+# image host and a CDN (their names resolve to the tests' own loopback servers).
+TRUSTED_IMAGE_HOSTS = "images.unsplash.com,*.cloudfront.net"
+
+
 @pytest.fixture(scope="session")
 def template() -> Template:
-    return load_template(REPO / "template.yaml")
+    return load_template(REPO / "template.yaml",
+                         parameter_overrides={"ImageUrlAllowlist": TRUSTED_IMAGE_HOSTS})
 
 
 @pytest.fixture

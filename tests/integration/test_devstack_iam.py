@@ -39,8 +39,9 @@ def test_the_state_machine_may_invoke_exactly_its_own_functions(template: Templa
     role = role_for(roles_from_template(template), machine.logical_id)
     definition = machine.definition()
     for function in template.functions:
-        allowed = role.decide("lambda:InvokeFunction", function.arn) is not None
-        assert allowed == (function.arn in definition), function.logical_id
+        target = function.invoke_arn
+        allowed = role.decide("lambda:InvokeFunction", target) is not None
+        assert allowed == (f'"{target}"' in definition), function.logical_id
     assert role.decide("dynamodb:PutItem", template.tables[0].name) is None
 
 

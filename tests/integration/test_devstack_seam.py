@@ -83,7 +83,7 @@ class BatchRoles:
     @classmethod
     def of(cls, template: Template, machine: StateMachine) -> BatchRoles:
         asl = json.loads(machine.definition())
-        by_arn = {function.arn: function for function in template.functions}
+        by_arn = {function.invoke_arn: function for function in template.functions}
         states = asl["States"]
         map_state = next(state for state in states.values() if state["Type"] == "Map")
         inner = map_state["ItemProcessor"]
@@ -282,9 +282,11 @@ def test_handlers_get_a_lambda_context(run: Run) -> None:
     for role, function in (("start", run.roles.start), ("process", run.roles.item)):
         _, context = run.recorder.of(role)[0]
         assert context.function_name == function.name
-        assert context.invoked_function_arn == function.arn
+        # through the alias: the version it points at runs (the local stack publishes "1")
+        qualified = f"{function.arn}:1" if function.alias else function.arn
+        assert context.invoked_function_arn == qualified
         assert context.memory_limit_in_mb == function.memory_size
-        assert context.function_version == "$LATEST"
+        assert context.function_version == ("1" if function.alias else "$LATEST")
         assert context.log_group_name == f"/aws/lambda/{function.name}"
         assert re.fullmatch(r"[0-9a-f-]{36}", context.aws_request_id)
         assert 0 < context.get_remaining_time_in_millis() <= function.timeout * 1000

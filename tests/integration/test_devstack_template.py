@@ -133,7 +133,25 @@ def test_every_function_is_modelled_from_globals_and_its_own_properties(
             **props.get("Environment", {}).get("Variables", {}),
         }
         assert set(function.environment) == set(variables)
-        assert all(isinstance(value, str) and value for value in function.environment.values())
+        # Empty only where the template says so: a parameter whose default is empty.
+        may_be_empty = {name for name, value in variables.items()
+                        if _parameters_with_empty_default(raw) & _refs_in(value)}
+        assert all(isinstance(value, str) for value in function.environment.values())
+        assert all(value for name, value in function.environment.items()
+                   if name not in may_be_empty), logical_id
+
+
+def _parameters_with_empty_default(raw: dict[str, Any]) -> set[str]:
+    return {name for name, spec in raw.get("Parameters", {}).items() if spec.get("Default") == ""}
+
+
+def _refs_in(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        found = {value["!Ref"]} if isinstance(value.get("!Ref"), str) else set()
+        return found.union(*(_refs_in(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_refs_in(item) for item in value))
+    return set()
 
 
 def test_environment_references_resolve_to_the_local_names(
@@ -205,7 +223,7 @@ def test_state_machine_is_the_real_file_with_every_substitution_filled(
     expected = dict(_resources(raw, "AWS::Serverless::StateMachine"))
     machines = {machine.logical_id: machine for machine in model.state_machines}
     assert set(machines) == set(expected) and expected
-    arns = {function.arn for function in model.functions}
+    arns = {function.invoke_arn for function in model.functions}
 
     for logical_id, props in expected.items():
         machine = machines[logical_id]

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Final
 
 from boto3.dynamodb.conditions import Key
 from pixelbatch.clock import iso, now
 from pixelbatch.container import build_container
 from pixelbatch.models import ItemRef
-from pixelbatch.repos.tasks import task_pk
+from pixelbatch.repos.tasks import OPEN_SHARDS, task_pk
+from pixelbatch.services.tasks import new_task
 
 from tests.integration.conftest import Stack
 from tests.integration.test_processing import create, details, photo_urls, process
 from tests.support.http_events import REPO
+
+TASKS_ACROSS_SHARDS: Final = 48
 
 
 def test_stuck_items_are_failed_refunded_and_finalized(stack: Stack) -> None:
@@ -68,3 +72,59 @@ def _backdate(stack: Stack, task_id: str, age: timedelta) -> None:
         table.update_item(Key={"pk": row["pk"], "sk": row["sk"]},
                           UpdateExpression="SET updated_at = :then",
                           ExpressionAttributeValues={":then": then})
+
+
+def test_the_reconciler_finds_every_open_task_across_the_index_shards(stack: Stack) -> None:
+    # Given many open tasks whose items never started (their executions never ran)
+    user = stack.user("many", quota=TASKS_ACROSS_SHARDS)
+    container = build_container()
+    task_ids = []
+    for n in range(TASKS_ACROSS_SHARDS):
+        task, items = new_task(user, "basic_clean", 1, [f"s3://in/{n}.jpg"], {}, [],
+                               is_batch=True)
+        container.task_store.create_charged(task, items)
+        task_ids.append(task.task_id)
+    # They are spread over the by_open shards, not piled on one partition
+    table = stack.dynamodb.Table(stack.env["TASKS_TABLE"])
+    shards = {table.get_item(Key={"pk": f"task#{t}", "sk": "task"})["Item"]["open_shard"]
+              for t in task_ids}
+    assert len(shards) > OPEN_SHARDS // 2 and shards <= {f"open#{n}" for n in range(OPEN_SHARDS)}
+    # When the reconciler looks past the deadline, it finds every one of them
+    later = now() + timedelta(hours=1)
+    assert sorted(container.task_store.stale_open_task_ids(iso(later))) == sorted(task_ids)
+    report = container.processing.reconcile(later)
+    assert (report.settled_items, report.finalized_tasks) == (len(task_ids), len(task_ids))
+    # And everything was refunded, and nothing is left open
+    assert stack.balance(user) == TASKS_ACROSS_SHARDS
+    assert container.task_store.stale_open_task_ids(iso(later)) == []
+
+
+def test_task_rows_expire_with_their_outputs(stack: Stack) -> None:
+    user = stack.user("ttl", quota=5)
+    task_id = create(stack, user, photo_urls(stack, user, 2))
+    table = stack.dynamodb.Table(stack.env["TASKS_TABLE"])
+    rows = table.query(KeyConditionExpression="pk = :pk",
+                       ExpressionAttributeValues={":pk": f"task#{task_id}"})["Items"]
+    retention = int(stack.env["TASK_RETENTION_DAYS"]) * 86400
+    expected = now().timestamp() + retention
+    assert len(rows) == 3
+    assert all(abs(int(row["expires_at"]) - expected) < 120 for row in rows)
+    assert all("expires_at" not in row for row in stack.ledger(user))
+
+
+def test_a_task_past_its_expiry_reads_as_gone_before_dynamodb_deletes_it(stack: Stack) -> None:
+    user = stack.user("expired", quota=5)
+    kept = create(stack, user, photo_urls(stack, user, 1))
+    gone = create(stack, user, photo_urls(stack, user, 1))
+    # Given TTL's moment has passed for one task (DynamoDB deletes such rows days later)
+    table = stack.dynamodb.Table(stack.env["TASKS_TABLE"])
+    for sk in ("task", "item#0000"):
+        table.update_item(Key={"pk": f"task#{gone}", "sk": sk},
+                          UpdateExpression="SET expires_at = :past",
+                          ExpressionAttributeValues={":past": int(now().timestamp()) - 1})
+    # Then it is not found, offers no URL, and is not listed; the other task is untouched
+    assert stack.call("GET", f"/api/tasks/{gone}", user=user).status == 404
+    assert stack.call("GET", f"/api/tasks/{gone}/download-zip", user=user).status == 404
+    listed = stack.call("GET", "/api/tasks", user=user).body["data"]["tasks"]
+    assert [task["id"] for task in listed] == [kept]
+    assert details(stack, user, kept)["id"] == kept

@@ -40,6 +40,7 @@ def build_container(
     task_store = TaskStore(
         clients.dynamodb, tasks_table=settings.tasks_table,
         accounts_table=settings.accounts_table, ledger_table=settings.ledger_table,
+        retention_seconds=settings.task_retention_days * 24 * 3600,
     )
     account_store = AccountStore(
         clients.dynamodb, accounts_table=settings.accounts_table,

@@ -204,6 +204,10 @@ class FeatureNotFound(NotFound):
 # ---------------------------------------------------------------------- 409
 
 
+class AccountNotFound(NotFound):
+    default_message = "账户不存在"
+
+
 class StateConflict(DomainError):
     http_status = 409
     error_code = 4009
@@ -249,6 +253,12 @@ class ConcurrentUpdate(StateConflict):
 
 
 # ---------------------------------------------------------------------- 429, 503
+
+
+class AdjustmentAlreadyApplied(StateConflict):
+    """The admin adjustment's request id is in the ledger already: it happened, once."""
+
+    default_message = "该调整已执行过"
 
 
 class RateLimited(DomainError):

@@ -1,22 +1,23 @@
 """Seed the feature catalog and (locally) reset dev accounts.
 
-Deployed stack: `python -m pixelbatch.seed --features-table T1 --pipelines-table T2`
-(table names are in the stack outputs); the local stack calls seed_catalog itself."""
+Deployed stack: `python -m pixelbatch.seed --stack pixelbatch-prod` (or name the tables with
+--features-table/--pipelines-table); the local stack calls seed_catalog itself."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import boto3
-from boto3.dynamodb.conditions import Key
 
-from pixelbatch.clock import now_iso
-from pixelbatch.models import PLANS
-from pixelbatch.settings import Settings
+from pixelbatch.repos.accounts import AccountStore
+from pixelbatch.services.lifecycle import AccountLifecycle
+from pixelbatch.settings import AccountSettings
+from pixelbatch.stack_outputs import stack_variables
 
 DEFAULT_CATALOG = Path(__file__).resolve().parents[3] / "catalog"
 
@@ -38,33 +39,36 @@ def seed_catalog(catalog_dir: Path, features_table: str, pipelines_table: str) -
 
 
 def reset_account(user_id: str, quota: int, plan: str) -> None:
-    """Create or reset a user: the balance, the plan, and a ledger that starts with one grant."""
-    if plan not in PLANS or quota < 0:
-        raise ValueError("plan must be one of free/pro/enterprise and quota >= 0")
-    settings = Settings.from_env()
-    dynamodb = boto3.resource("dynamodb")
-    ledger = dynamodb.Table(settings.ledger_table)
-    old = ledger.query(KeyConditionExpression=Key("user_id").eq(user_id)).get("Items", [])
-    with ledger.batch_writer() as batch:
-        for row in old:
-            batch.delete_item(Key={"user_id": user_id, "entry_id": row["entry_id"]})
-    now = now_iso()
-    dynamodb.Table(settings.accounts_table).put_item(
-        Item={"user_id": user_id, "quota_balance": quota, "plan": plan, "created_at": now,
-              "updated_at": now}
+    """Create or reset a dev user through the account lifecycle: the balance, the plan, and a
+    ledger that starts with one grant."""
+    settings = AccountSettings.from_env()
+    store = AccountStore(boto3.resource("dynamodb"), accounts_table=settings.accounts_table,
+                         ledger_table=settings.ledger_table)
+    lifecycle = AccountLifecycle(store, signup_grant=settings.signup_grant_quota)
+    lifecycle.reset(user_id, quota=quota, plan=plan)
+
+
+def _table_names(args: argparse.Namespace) -> tuple[str, str]:
+    if args.stack:
+        found = stack_variables(args.stack, ("FEATURES_TABLE", "PIPELINES_TABLE"))
+        return found["FEATURES_TABLE"], found["PIPELINES_TABLE"]
+    if not (args.features_table and args.pipelines_table):
+        sys.exit("name the stack (--stack) or both tables (--features-table, --pipelines-table)")
+    return args.features_table, args.pipelines_table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ledger.put_item(Item={"user_id": user_id, "entry_id": f"grant#{now}", "kind": "grant",
-                          "amount": quota, "created_at": now})
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--features-table", required=True)
-    parser.add_argument("--pipelines-table", required=True)
+    parser.add_argument("--stack", help="deployed stack whose outputs name the tables")
+    parser.add_argument("--features-table")
+    parser.add_argument("--pipelines-table")
     parser.add_argument("--catalog-dir", type=Path, default=DEFAULT_CATALOG)
-    args = parser.parse_args()
-    seed_catalog(args.catalog_dir, args.features_table, args.pipelines_table)
-    print(f"seeded {args.features_table} and {args.pipelines_table} from {args.catalog_dir}")
+    args = parser.parse_args(argv)
+    features_table, pipelines_table = _table_names(args)
+    seed_catalog(args.catalog_dir, features_table, pipelines_table)
+    print(f"seeded {features_table} and {pipelines_table} from {args.catalog_dir}")
 
 
 if __name__ == "__main__":

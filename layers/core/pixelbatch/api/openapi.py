@@ -41,9 +41,10 @@ IDEMPOTENCY_KEY_PATTERN: Final = r"^[A-Za-z0-9._:\-]{8,128}$"
 TASK_ID_EXAMPLE: Final = "3f2c9a7e5b8d4c1fa0e6b2d97c4e8a15"
 TIME_EXAMPLE: Final = "2025-05-01T08:30:00.123456Z"
 IMAGE_EXAMPLE: Final = "s3://pixelbatch-uploads/uploads/user-123/9b1d.../photo.jpg"
-# `grant` is written when an account is created or reset (pixelbatch.seed.reset_account), the
-# other two by the task transactions (repos.tasks).
-LEDGER_KINDS: Final = ("grant", "charge", "refund")
+# `grant` is written when an account is opened or an operator adds quota, `deduct` and `plan`
+# (amount 0) by operators (repos.accounts); `charge` and `refund` by the task transactions
+# (repos.tasks).
+LEDGER_KINDS: Final = ("grant", "charge", "refund", "deduct", "plan")
 PAGE_ERRORS: Final[dict[str, Example]] = {
     "Bad limit": (errors.InvalidQuery, f"limit必须是1到{MAX_LIST_LIMIT}之间的整数"),
     "Bad cursor": errors.InvalidCursor,
@@ -365,8 +366,9 @@ def _account_schemas() -> Json:
                 "kind": {
                     "type": "string",
                     "enum": list(LEDGER_KINDS),
-                    "description": "`grant`: quota given to the account (its opening balance); "
-                    "`charge` and `refund`: a task's images",
+                    "description": "`grant`: quota given to the account (its opening balance, "
+                    "or added later); `deduct`: quota taken back; `plan`: a plan change "
+                    "(amount 0); `charge` and `refund`: a task's images",
                 },
                 "amount": _integer(0),
                 "task_id": _nullable("string"),

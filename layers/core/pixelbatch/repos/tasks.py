@@ -3,13 +3,14 @@ money movement that goes with a status change, each in one transaction."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from pixelbatch.clock import now_iso
+from pixelbatch.clock import now, now_iso
 from pixelbatch.errors import QuotaInsufficient, TaskChanged, TaskExists
 from pixelbatch.models import OPEN_STATUSES, Item, ItemRef, ItemStatus, Task, TaskStatus
 from pixelbatch.repos.dynamo import (
@@ -23,10 +24,22 @@ from pixelbatch.repos.dynamo import (
 )
 
 TASK_SK = "task"
-# Only unfinished tasks carry this attribute, which keeps the by_open index small.
-OPEN_SHARD = "open"
+# Only unfinished tasks carry open_shard, which keeps the by_open index small. Its value spreads
+# them over this many index partitions (one partition takes about 1,000 writes a second). The
+# reconciler reads shards 0..OPEN_SHARDS-1, so the count may grow but must never shrink while
+# open tasks still carry a higher shard.
+OPEN_SHARDS = 16
 # A TransactWriteItems holds at most 100 actions; bulk refunds go in chunks that stay well below.
 REFUND_CHUNK = 40
+
+
+def open_shard(task_id: str) -> str:
+    """The by_open partition of a task: fixed per task, so every write of it agrees."""
+    return shard_key(zlib.crc32(task_id.encode()) % OPEN_SHARDS)
+
+
+def shard_key(shard: int) -> str:
+    return f"open#{shard}"
 
 
 def task_pk(task_id: str) -> str:
@@ -60,8 +73,10 @@ class TaskPage:
 
 class TaskStore:
     def __init__(
-        self, dynamodb: Any, *, tasks_table: str, accounts_table: str, ledger_table: str
+        self, dynamodb: Any, *, tasks_table: str, accounts_table: str, ledger_table: str,
+        retention_seconds: int | None = None,
     ) -> None:
+        self._retention_seconds = retention_seconds
         self._client = dynamodb.meta.client
         self._tasks = dynamodb.Table(tasks_table)
         self._tasks_name = tasks_table
@@ -74,24 +89,29 @@ class TaskStore:
         row = self._tasks.get_item(
             Key={"pk": task_pk(task_id), "sk": TASK_SK}, ConsistentRead=True
         ).get("Item")
-        return task_from_row(row) if row else None
+        return task_from_row(row) if row and not expired(row) else None
 
     def get_with_items(self, task_id: str) -> tuple[Task | None, list[Item]]:
         """One query: items sort before the task row ("item#..." < "task")."""
         rows = query_all(
             self._tasks, KeyConditionExpression=Key("pk").eq(task_pk(task_id)), ConsistentRead=True
         )
+        rows = [row for row in rows if not expired(row)]
         task = next((task_from_row(r) for r in rows if r["sk"] == TASK_SK), None)
         return task, [item_from_row(r) for r in rows if r["sk"] != TASK_SK]
 
     def stale_open_task_ids(self, updated_before: str) -> list[str]:
-        """Unfinished tasks whose row has not changed since `updated_before`."""
-        rows = query_all(
-            self._tasks,
-            IndexName="by_open",
-            KeyConditionExpression=Key("open_shard").eq(OPEN_SHARD)
-            & Key("updated_at").lt(updated_before),
-        )
+        """Unfinished tasks whose row has not changed since `updated_before`, from every shard."""
+        rows = [
+            row
+            for shard in range(OPEN_SHARDS)
+            for row in query_all(
+                self._tasks,
+                IndexName="by_open",
+                KeyConditionExpression=Key("open_shard").eq(shard_key(shard))
+                & Key("updated_at").lt(updated_before),
+            )
+        ]
         return [row["pk"].removeprefix("task#") for row in rows]
 
     def list_for_owner(self, owner_id: str, *, limit: int, cursor: str | None) -> TaskPage:
@@ -99,7 +119,8 @@ class TaskStore:
             self._tasks, index="by_owner", owner=("owner_id", owner_id), limit=limit,
             cursor=cursor, cursor_keys=("pk", "sk", "owner_id", "created_at"),
         )
-        return TaskPage(tasks=[task_from_row(row) for row in rows], next_cursor=next_cursor)
+        tasks = [task_from_row(row) for row in rows if not expired(row)]
+        return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
     # ------------------------------------------------------------------ creation
 
@@ -116,10 +137,12 @@ class TaskStore:
                 task_id=task.task_id,
                 items=[item.index for item in items],
             ),
-            {"Put": {"TableName": self._tasks_name, "Item": task_to_row(task),
+            {"Put": {"TableName": self._tasks_name,
+                     "Item": task_to_row(task) | self._expiry(),
                      "ConditionExpression": "attribute_not_exists(pk)"}},
             *(
-                {"Put": {"TableName": self._tasks_name, "Item": item_to_row(item)}}
+                {"Put": {"TableName": self._tasks_name,
+                         "Item": item_to_row(item) | self._expiry()}}
                 for item in items
             ),
         ]
@@ -153,7 +176,7 @@ class TaskStore:
                     ":new": new_round, ":old": task.round, ":now": now,
                     ":processing": TaskStatus.PROCESSING.value,
                     ":cancelled": TaskStatus.CANCELLED.value, ":minus": -len(failed),
-                    ":open": OPEN_SHARD,
+                    ":open": open_shard(task.task_id),
                 },
             }},
             *(self._requeue_item_action(task.task_id, item, now) for item in failed),
@@ -335,7 +358,7 @@ class TaskStore:
         listed = keep_open or status in OPEN_STATUSES
         if listed:
             sets.append("open_shard = :open")
-            values[":open"] = OPEN_SHARD
+            values[":open"] = open_shard(task_id)
         if zip_key is not None:
             sets.append("zip_key = :zip")
             values[":zip"] = zip_key
@@ -360,6 +383,13 @@ class TaskStore:
         )
 
     # ------------------------------------------------------------------ building blocks
+
+    def _expiry(self) -> dict[str, int]:
+        """DynamoDB TTL: the rows go when the outputs bucket deletes their objects. The ledger
+        keeps every charge and refund for good."""
+        if self._retention_seconds is None:
+            return {}
+        return {"expires_at": int(now().timestamp()) + self._retention_seconds}
 
     def _update_if(self, key: dict[str, str], **update: Any) -> bool:
         """A conditional update; False when the condition did not hold."""
@@ -417,6 +447,14 @@ class TaskStore:
 # ---------------------------------------------------------------------- row mapping
 
 
+def expired(row: dict[str, Any]) -> bool:
+    """Past its TTL. DynamoDB deletes such rows only within a few days, and by then the
+    task's objects are gone: read them as gone already."""
+    expires_at = row.get("expires_at")
+    return expires_at is not None and int(expires_at) <= int(now().timestamp())
+
+
+
 def task_to_row(task: Task) -> dict[str, Any]:
     row: dict[str, Any] = {
         "pk": task_pk(task.task_id), "sk": TASK_SK, "id": task.task_id,
@@ -429,7 +467,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
         "created_at": task.created_at, "updated_at": task.updated_at,
     }
     if task.status in OPEN_STATUSES:
-        row["open_shard"] = OPEN_SHARD
+        row["open_shard"] = open_shard(task.task_id)
     return _with_optional(row, zip_key=task.zip_key, error_message=task.error_message)
 
 

@@ -4,9 +4,12 @@ idempotently, record a failure the item Lambda could not record, and finalize th
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from aws_lambda_powertools.metrics import MetricUnit
 
 from pixelbatch.clock import iso
 from pixelbatch.imaging.failures import ItemFailure
@@ -21,7 +24,7 @@ from pixelbatch.models import (
     TaskStatus,
     final_status,
 )
-from pixelbatch.observability import logger
+from pixelbatch.observability import logger, metrics
 from pixelbatch.repos.events import EventPublisher
 from pixelbatch.repos.objects import ObjectStore
 from pixelbatch.repos.tasks import ItemFailureRecord, TaskStore
@@ -209,6 +212,7 @@ class ProcessingService:
 
     def _write_zip(self, task: Task, items: list[Item]) -> str:
         key = zip_key(task)
+        started = time.perf_counter()
         write_zip_to_s3(
             self._objects.client,
             bucket=self._settings.outputs_bucket,
@@ -216,6 +220,8 @@ class ProcessingService:
             members=self._zip_members(task, items),
             content_disposition=f'attachment; filename="batch_{task.task_id}.zip"',
         )
+        metrics.add_metric(name="ZipBuildMilliseconds", unit=MetricUnit.Milliseconds,
+                           value=(time.perf_counter() - started) * 1000)
         return key
 
     def _zip_members(self, task: Task, items: list[Item]) -> Iterator[ZipMember]:
