@@ -176,3 +176,38 @@ def test_the_linter_catches_a_broken_copy(breakage: Callable[[dict[str, Any]], N
     definition = json.loads(substituted(MACHINES[sorted(MACHINES)[0]])[0])
     breakage(definition)
     assert lint(definition)
+
+
+def _longest_wait(retrier: dict[str, Any]) -> float:
+    """Seconds a retrier may keep retrying (jitter aside): the sum of its capped intervals."""
+    interval, rate = float(retrier.get("IntervalSeconds", 1)), float(retrier.get("BackoffRate", 2))
+    cap = float(retrier.get("MaxDelaySeconds", float("inf")))
+    return sum(min(interval * rate ** n, cap) for n in range(int(retrier.get("MaxAttempts", 3))))
+
+
+@pytest.mark.parametrize("logical_id", sorted(MACHINES))
+def test_every_lambda_task_rides_out_throttling_for_minutes(logical_id: str) -> None:
+    # A throttled invoke is not the image's fault: it must not become a failed item quickly.
+    definition = json.loads(substituted(MACHINES[logical_id])[0])
+    for state in _states(definition):
+        if state.get("Resource", "").endswith(":states:::lambda:invoke"):
+            throttles = [r for r in state.get("Retry", [])
+                         if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
+            assert throttles and _longest_wait(throttles[0]) >= 300, state["Parameters"]
+
+
+@pytest.mark.parametrize("logical_id", sorted(MACHINES))
+def test_no_iteration_failure_can_fail_the_map(logical_id: str) -> None:
+    # On AWS a failed iteration fails an inline Map and its unstarted items never run: every
+    # Task inside the item processor must end in a Catch that leads to a state that succeeds.
+    definition = json.loads(substituted(MACHINES[logical_id])[0])
+    maps = [state for state in _states(definition) if state["Type"] == "Map"]
+    assert maps
+    for map_state in maps:
+        inner = map_state["ItemProcessor"]["States"]
+        for name, state in inner.items():
+            if state["Type"] == "Task":
+                catches = [c for c in state.get("Catch", []) if "States.ALL" in c["ErrorEquals"]]
+                assert catches, f"{name} has no catch-all"
+                assert inner[catches[0]["Next"]]["Type"] in ("Task", "Pass", "Succeed")
+        assert definition.get("TimeoutSeconds"), "the state machine needs a timeout"
