@@ -109,8 +109,8 @@ class Authorizer:
 
     def check(self, request: AwsRequest) -> Denial | None:
         role = self.role_of(request)
-        if role is None:
-            return None
+        if role is None or request.method == "OPTIONS":
+            return None  # a CORS preflight carries no credentials: the bucket's CORS rules decide
         try:
             needed = grants_needed(request)
         except UnreadableRequest as exc:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from devstack.iam import Role, Statement
+from devstack.iam_enforce import Authorizer
 from devstack.iam_requests import AwsRequest, UnreadableRequest, access_key_of, grants_needed
 
 REGION, ACCOUNT = "eu-west-1", "123456789012"
@@ -124,3 +125,19 @@ def test_iam_evaluation_deny_wins_and_wildcards_match() -> None:
     assert role.decide("s3:PutObject", "arn:aws:s3:::b/outputs/x") is None
     # conditions are not evaluated locally, so a conditional allow never grants
     assert role.decide("dynamodb:Query", "arn:aws:dynamodb:r:1:table/T") is None
+
+
+def test_a_cors_preflight_is_not_authorized_but_the_request_after_it_is() -> None:
+    role = Role("R", "r", "arn:aws:iam::1:role/r", ("Fn",), (
+        Statement("p", "Allow", ("s3:PutObject",), ("arn:aws:s3:::b/uploads/*",)),))
+    authorizer = Authorizer([role], REGION, ACCOUNT)
+    credential = f"{role.credentials.access_key_id}%2F20261130%2F{REGION}%2Fs3%2Faws4_request"
+
+    def request(method: str, key: str) -> AwsRequest:
+        url = f"http://127.0.0.1:4566/b/{key}?X-Amz-Credential={credential}&X-Amz-Signature=a"
+        return AwsRequest.from_url(method, url, {}, b"", REGION, ACCOUNT)
+
+    assert authorizer.check(request("OPTIONS", "elsewhere/x.jpg")) is None
+    assert authorizer.check(request("PUT", "uploads/u/x.jpg")) is None
+    denial = authorizer.check(request("PUT", "elsewhere/x.jpg"))
+    assert denial is not None and denial.action == "s3:PutObject"

@@ -201,11 +201,13 @@ class FeatureNotFound(NotFound):
     meaning = "No such feature (or it was deleted)"
 
 
-# ---------------------------------------------------------------------- 409
-
-
 class AccountNotFound(NotFound):
+    key = "account_not_found"
     default_message = "账户不存在"
+    meaning = "No account for this user (operators only: the API opens accounts at signup)"
+
+
+# ---------------------------------------------------------------------- 409
 
 
 class StateConflict(DomainError):
@@ -252,13 +254,15 @@ class ConcurrentUpdate(StateConflict):
     meaning = "Contention on the account outlasted the retries; try again"
 
 
-# ---------------------------------------------------------------------- 429, 503
-
-
 class AdjustmentAlreadyApplied(StateConflict):
     """The admin adjustment's request id is in the ledger already: it happened, once."""
 
+    key = "adjustment_already_applied"
     default_message = "该调整已执行过"
+    meaning = "An operator's adjustment with this request id was applied already"
+
+
+# ---------------------------------------------------------------------- 429, 503
 
 
 class RateLimited(DomainError):
