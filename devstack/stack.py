@@ -36,7 +36,12 @@ from devstack.iam import Role, role_for, roles_from_template
 from devstack.iam_enforce import IAM_RECORD_VARIABLE, Authorizer, IamMiddleware
 from devstack.scheduler import Scheduler
 from devstack.template import Function, Naming, Schedule, Template, TemplateError, load_template
-from devstack.workers import DEFAULT_CONCURRENCY, WorkerPool, runtime_environment
+from devstack.workers import (
+    BACKGROUND_NICE,
+    DEFAULT_CONCURRENCY,
+    WorkerPool,
+    runtime_environment,
+)
 
 __all__ = ["LocalStack", "SeedUnavailable", "StackConfig", "process_environment"]
 
@@ -238,7 +243,8 @@ class LocalStack:
         credentials = self.role(function.logical_id).credentials.environment()
         env = runtime_environment(function, self.endpoint_url, self.template.naming.region,
                                   credentials)
-        return WorkerPool(function, env, function.reserved_concurrency or DEFAULT_CONCURRENCY)
+        return WorkerPool(function, env, function.reserved_concurrency or DEFAULT_CONCURRENCY,
+                          nice=0 if function.routes else BACKGROUND_NICE)
 
     def _start_scheduler(self) -> None:
         if self.config.schedule_scale is None:

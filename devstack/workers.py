@@ -29,12 +29,22 @@ from typing import Any
 
 from devstack.template import Function
 
-__all__ = ["DEFAULT_CONCURRENCY", "FunctionError", "WorkerPool", "runtime_environment"]
+__all__ = [
+    "BACKGROUND_NICE",
+    "DEFAULT_CONCURRENCY",
+    "FunctionError",
+    "WorkerPool",
+    "runtime_environment",
+]
 
 log = logging.getLogger("devstack.workers")
 
 BOOTSTRAP = Path(__file__).resolve().parent / "lambda_runtime" / "bootstrap.py"
 DEFAULT_CONCURRENCY = 10  # environments per function when the template reserves none
+# On AWS every environment has a CPU share of its own; here they share a few cores. Functions no
+# route invokes (state machine steps, schedules) yield the CPU to those serving requests, so
+# that image work cannot starve the API as it cannot on AWS.
+BACKGROUND_NICE = 19
 # Lambda gives init 10 s, then retries it within the invocation's own timeout
 INIT_TIMEOUT_SECONDS = 10.0
 _LOG_FD = 2  # the function's log goes to the local stack's stderr, as to CloudWatch
@@ -80,7 +90,7 @@ def runtime_environment(function: Function, endpoint_url: str, region: str,
 class _Environment:
     """One execution environment: a process and the two pipes to it."""
 
-    def __init__(self, function: Function, env: Mapping[str, str]) -> None:
+    def __init__(self, function: Function, env: Mapping[str, str], nice: int = 0) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"lambda-{function.logical_id}-"))
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
@@ -95,6 +105,8 @@ class _Environment:
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
+        if nice:
+            os.setpriority(os.PRIO_PROCESS, self.process.pid, nice)
 
     def init(self, timeout: float) -> None:
         reply = self._receive(time.monotonic() + timeout)
@@ -157,10 +169,11 @@ class WorkerPool:
     """The execution environments of one function."""
 
     def __init__(self, function: Function, env: Mapping[str, str],
-                 concurrency: int = DEFAULT_CONCURRENCY) -> None:
+                 concurrency: int = DEFAULT_CONCURRENCY, nice: int = 0) -> None:
         self.function = function
         self._env = dict(env)
         self._concurrency = concurrency
+        self._nice = nice
         self._idle: list[_Environment] = []
         self._count = 0
         self._started = 0
@@ -215,7 +228,7 @@ class WorkerPool:
     def _start(self, request_id: str) -> _Environment:
         environment: _Environment | None = None
         try:
-            environment = _Environment(self.function, self._env)
+            environment = _Environment(self.function, self._env, self._nice)
             environment.init(max(INIT_TIMEOUT_SECONDS, float(self.function.timeout)))
             return environment
         except _InitError as exc:

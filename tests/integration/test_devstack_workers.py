@@ -18,7 +18,7 @@ import pytest
 from devstack.handlers import context_for
 from devstack.iam import Credentials
 from devstack.template import Function, load_template
-from devstack.workers import FunctionError, WorkerPool, runtime_environment
+from devstack.workers import BACKGROUND_NICE, FunctionError, WorkerPool, runtime_environment
 
 TEMPLATE = """\
 Transform: AWS::Serverless-2016-10-31
@@ -195,3 +195,20 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_background_function_yields_the_cpu(tmp_path: Path) -> None:
+    # On AWS environments never share a CPU; here state machine steps run at a lower priority
+    (tmp_path / "template.yaml").write_text(TEMPLATE)
+    code = tmp_path / "functions" / "probe"
+    code.mkdir(parents=True)
+    (code / "app.py").write_text(textwrap.dedent(HANDLER))
+    function = load_template(tmp_path / "template.yaml").function("Probe")
+    env = runtime_environment(function, "http://127.0.0.1:1", "us-east-1",
+                              CREDENTIALS.environment())
+    pool = WorkerPool(function, env, nice=BACKGROUND_NICE)
+    try:
+        pid = pool({}, context_for(function))["pid"]
+        assert os.getpriority(os.PRIO_PROCESS, pid) == BACKGROUND_NICE
+    finally:
+        pool.close()
