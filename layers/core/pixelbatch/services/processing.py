@@ -7,11 +7,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pixelbatch.clock import iso
 from pixelbatch.imaging.failures import ItemFailure
-from pixelbatch.imaging.fetch import FetchPolicy, fetch_input
-from pixelbatch.imaging.pipeline import run_pipeline
 from pixelbatch.models import (
     UNFINISHED_ITEM_STATUSES,
     Item,
@@ -27,6 +26,9 @@ from pixelbatch.repos.objects import ObjectStore
 from pixelbatch.repos.tasks import ItemFailureRecord, TaskStore
 from pixelbatch.settings import Settings
 from pixelbatch.zipstream import ZipMember, write_zip_to_s3
+
+if TYPE_CHECKING:
+    from pixelbatch.imaging.fetch import FetchPolicy
 
 # Errors the state machine reports when the item Lambda itself died, mapped to item failures.
 _LAMBDA_FAILURES = {
@@ -91,6 +93,10 @@ class ProcessingService:
             return Outcome("missing")
         if not self._own_attempt(task_id, item, ref):
             return Outcome(_status_of(self._tasks.get_item(task_id, ref.index)), "skipped")
+        # Pillow and requests load here, not at cold start: most functions never need them
+        from pixelbatch.imaging.fetch import fetch_input
+        from pixelbatch.imaging.pipeline import run_pipeline
+
         try:
             data = fetch_input(
                 item.input_url,
