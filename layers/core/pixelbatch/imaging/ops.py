@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -234,7 +234,7 @@ def _remapped(hist: list[int], lut: list[int], mode: str) -> list[int]:
     return out
 
 
-def apply_tones(im: Image.Image, steps: list[tuple[ToneFn, Params]]) -> Image.Image:
+def apply_tones(im: Image.Image, steps: Sequence[tuple[ToneFn, Params]]) -> Image.Image:
     """Run tone steps as one lookup table: the same pixels as one pass per step, in one pass.
 
     A step that depends on the image (contrast's mean luminance) reads the histogram the
