@@ -16,8 +16,8 @@ from bench.plan import FULL, QUICK, SECTIONS
 from bench.report import Section, document
 
 DOC = REPO / "docs" / "performance.md"
-MODULES = {"floor": "floor", "memory": "memory", "coldstart": "coldstart", "overhead": "overhead",
-           "zip": "zipbench", "latency": "latency", "cost": "cost"}
+MODULES = {"floor": "floor", "engine": "engine", "memory": "memory", "coldstart": "coldstart",
+           "overhead": "overhead", "zip": "zipbench", "latency": "latency", "cost": "cost"}
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

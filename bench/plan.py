@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-SECTIONS = ("floor", "memory", "coldstart", "overhead", "zip", "latency", "cost")
+SECTIONS = ("floor", "engine", "memory", "coldstart", "overhead", "zip", "latency", "cost")
 # The commit the "before" figures of the cold start are measured at: the functions and core
 # layer as they were before lazy clients, deferred heavy imports and a compiled layer.
 BASELINE = "6e421f8"
