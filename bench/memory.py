@@ -127,7 +127,7 @@ def choice(results: list[PipelineCpu]) -> int:
 
 
 def run(ctx: Context) -> Section:
-    photos = ctx.photos(ctx.plan.other_pipeline_images)
+    photos = ctx.photos(ctx.plan.memory_images)
     with tempfile.TemporaryDirectory(prefix="memory-") as scratch:
         results = measure(photos, ctx.plan.floor_repeats, scratch)
     configured = load_template(REPO / "template.yaml").function(WORKER).memory_size

@@ -24,6 +24,7 @@ class Plan:
     latency_rounds: int  # measured rounds of `clients` simultaneous requests
     latency_batch_size: int = 10
     coldstart_repeats: int = 3
+    memory_images: int = 3  # photos per pipeline for the Lambda memory model
     baseline: str = BASELINE
 
     def with_images(self, images: int | None) -> Plan:
@@ -37,5 +38,5 @@ FULL = Plan(
 QUICK = Plan(
     quick=True, images=3, overhead_repeats=1, warmup_images=1, floor_repeats=1,
     other_pipeline_images=1, breakdown_images=1, zip_repeats=2, clients=4, latency_rounds=1,
-    latency_batch_size=3, coldstart_repeats=1,
+    latency_batch_size=3, coldstart_repeats=1, memory_images=1,
 )
