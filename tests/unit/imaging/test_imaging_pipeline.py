@@ -247,3 +247,16 @@ def test_basic_clean_on_a_12_megapixel_photo_is_fast(tmp_path: Path) -> None:
         timings.append(time.perf_counter() - start)
     assert (out.width, out.height) == (4032, 3024)
     assert min(timings) < 2.0
+
+
+def test_grayscale_png_with_transparency_keeps_it_through_a_luma_pipeline(
+    photo: Photo, to_bytes: ToBytes
+) -> None:
+    grey = photo("camera.png").convert("L")
+    grey.info["transparency"] = 0  # black is see-through
+    grey.putpixel((0, 0), 0)
+    steps = [{"name": "mono", "op": "grayscale", "params": {}},
+             {"name": "save", "op": "encode", "params": {"format": "png"}}]
+    out = opened(run_pipeline(to_bytes(grey, "PNG", transparency=0), steps, {}))
+    assert out.mode == "LA"
+    assert out.getpixel((0, 0))[1] == 0  # type: ignore[index]

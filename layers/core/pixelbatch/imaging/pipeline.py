@@ -258,7 +258,8 @@ def decode(
         raise ItemFailure.of("corrupt_image", detail=f"{type(e).__name__}: {e}") from e
     icc = im.info.get("icc_profile")
     _apply_orientation(im)
-    image = im if luma and im.mode == "L" else _normalize_mode(im)
+    keep_luma = luma and im.mode == "L" and not im.has_transparency_data
+    image = im if keep_luma else _normalize_mode(im)
     if shrink is not None and upright is None:
         target = shrink(image.size)
     if target is not None:
