@@ -297,7 +297,7 @@ def run(ctx: Context) -> Section:
         "reference pipeline (`tests/support/reference_imaging.py`: each op its own "
         "full-resolution Pillow pass, grayscale JPEG stored as RGB, JPEG `optimize=True`). "
         "After: the product's `run_pipeline` (tone steps fused into one lookup table, JPEG "
-        "decoder drafts for a leading resize or grayscale, a two-pass box blur for denoise, "
+        "decoder drafts for a leading resize or grayscale, "
         "one-pass saturation and colorize, optimize off where the catalog says). Max pixel "
         "diff: the largest mean absolute difference from the reference's output (levels of "
         "0..255, worst channel) over the photos, against the bound (1.0 for tone and resize, "

@@ -442,25 +442,6 @@ def _sharpen(im: Image.Image, p: Params) -> Image.Image:
     return _on_color(im, lambda c: c.filter(mask))
 
 
-def _gaussian_blur(im: Image.Image, sigma: float) -> Image.Image:
-    """Two box-blur passes: Pillow's GaussianBlur runs three for a closer bell shape, which at
-    a denoise's small radius moves the blurred pixels by a third of a level on average."""
-    box = ImageFilter.BoxBlur(_box_radius(sigma, _BOX_PASSES))
-    return im.filter(box).filter(box)
-
-
-_BOX_PASSES = 2
-
-
-def _box_radius(sigma: float, passes: int) -> float:
-    """The fractional box radius whose ``passes`` passes have a Gaussian's variance (the
-    formula of Pillow's own GaussianBlur)."""
-    variance = sigma * sigma / passes
-    whole = math.floor((math.sqrt(12 * variance + 1) - 1) / 2)
-    part = (2 * whole + 1) * (whole * (whole + 1) - 3 * variance)
-    return whole + part / (6 * (variance - (whole + 1) ** 2))
-
-
 @op("denoise", strength=_amount(0, 10, 2))
 def _denoise(im: Image.Image, p: Params) -> Image.Image:
     """Smooth flat areas with a light Gaussian blur while keeping edges crisp."""
@@ -473,7 +454,7 @@ def _denoise(im: Image.Image, p: Params) -> Image.Image:
 def _smooth_flat_areas(im: Image.Image, strength: float) -> Image.Image:
     # A median filter would preserve edges too, but costs ~1 s per 5 MP; an edge mask over a
     # Gaussian blur is a few times faster and looks much the same on photo noise.
-    smoothed = _gaussian_blur(im, 0.5 + 0.15 * strength)
+    smoothed = im.filter(ImageFilter.GaussianBlur(0.5 + 0.15 * strength))
     weight = min(1.0, 0.2 + 0.08 * strength)
     # edges of the blurred luma: noise is already gone there, real edges remain
     edges = smoothed.convert("L").filter(ImageFilter.FIND_EDGES)
