@@ -26,11 +26,11 @@ DECISION = (
     "glibc 2.28, so a switch means the python3.12+ Lambda runtimes on Amazon Linux 2023 instead "
     "of python3.11 on Amazon Linux 2, a layer built for that platform, and every op rewritten "
     "on libvips with its own output to check against today's. Where the catalog's time goes "
-    "now (Pipeline vs floor): tone, resize, grayscale and colorize pipelines are within about "
-    "2x of a bare Pillow decode and encode, which libvips would also pay; the blur-based ones "
-    "(portrait_retouch, hdr_tone, sepia_legacy) are dominated by Pillow's unsharp mask and "
-    "blurs, and those are where libvips's lead below would show. That is the case for moving "
-    "the item worker to libvips together with the runtime upgrade."
+    "now (Pipeline vs floor): the tone and resize pipelines are within about 2x of a bare "
+    "Pillow decode and encode, which libvips would also pay; the ones with an unsharp mask or "
+    "a blur (bw_classic, portrait_retouch, hdr_tone, sepia_legacy) are dominated by those "
+    "Pillow filters, and that is where libvips's lead below would show. That is the case for "
+    "moving the item worker to libvips together with the runtime upgrade."
 )
 
 
