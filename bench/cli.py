@@ -16,7 +16,8 @@ from bench.plan import FULL, QUICK, SECTIONS
 from bench.report import Section, document
 
 DOC = REPO / "docs" / "performance.md"
-MODULES = {"floor": "floor", "overhead": "overhead", "zip": "zipbench", "latency": "latency",
+MODULES = {"floor": "floor", "engine": "engine", "memory": "memory", "coldstart": "coldstart",
+           "overhead": "overhead", "zip": "zipbench", "latency": "latency",
            "responsive": "responsive", "cost": "cost"}
 
 

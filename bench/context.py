@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bench.photos import Photo, phone_photos
 from bench.plan import Plan
 from bench.stackproc import StackProcess
@@ -13,6 +15,7 @@ class Context:
         self._photos: list[Photo] | None = None
         self._stack: StackProcess | None = None
         self.batch_outputs: list[bytes] | None = None  # basic_clean outputs, if already made
+        self.pipeline_results: dict[str, Any] = {}  # floor's per-pipeline timings, if run
 
     def photos(self, count: int | None = None) -> list[Photo]:
         wanted = count or self.plan.images

@@ -1,5 +1,7 @@
 """Pipeline vs physical floor: each catalog pipeline against the least work that produces an
-output of the same format, quality, size and mode."""
+output of the same format, quality, size and mode; before (the plain reference pipeline, each op
+its own full-resolution pass) and after (the product's), side by side, with how far the
+product's output is from the reference's."""
 
 from __future__ import annotations
 
@@ -8,14 +10,15 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from PIL import Image
-from pixelbatch.imaging.ops import OPS
+from PIL import Image, ImageChops, ImageStat
+from pixelbatch.imaging.ops import OPS, apply_tones
 from pixelbatch.imaging.pipeline import Rendered, decode, encode, run_pipeline
 
 from bench.context import Context
 from bench.photos import BATCH_INPUTS, Photo, batch_steps, feature_pipeline, pipelines
 from bench.report import Section, table
-from bench.stats import Summary, clocked, interleaved, median, percentile, timed
+from bench.stats import Summary, clocked, median, percentile, rotated, timed
+from tests.support.reference_imaging import reference_pipeline
 
 FLOOR_METHOD = (
     "The floor decodes the input with Pillow (straight to grayscale in the JPEG decoder when "
@@ -26,6 +29,11 @@ FLOOR_METHOD = (
 )
 _FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 _PNG_LEVEL = 3
+# The issue's bounds: pipeline / floor (median over the set) and how close to the reference.
+TARGETS = {"pl_basic_clean": 1.8, "pl_bw_classic": 2.2, "pl_product_shot": 1.2,
+           "pl_watermark": 1.4}
+OTHER_TARGET = 4.0
+BLUR_PIPELINES = ("pl_portrait_retouch", "pl_hdr_tone", "pl_sepia_legacy")
 
 
 @dataclass(frozen=True)
@@ -47,10 +55,22 @@ class Output:
 class ImageTiming:
     pipeline_s: float
     floor_s: float
+    reference_s: float
+    difference: float  # mean absolute difference from the reference's output, worst channel
+    size_ratio: float  # output bytes / the reference's
 
     @property
     def ratio(self) -> float:
         return self.pipeline_s / self.floor_s
+
+    @property
+    def reference_ratio(self) -> float:
+        return self.reference_s / self.floor_s
+
+
+def mean_abs_difference(a: bytes, b: bytes) -> float:
+    first, second = (Image.open(io.BytesIO(data)).convert("RGB") for data in (a, b))
+    return max(ImageStat.Stat(ImageChops.difference(first, second)).mean)
 
 
 def literal(value: Any, inputs: dict[str, Any]) -> Any:
@@ -97,10 +117,21 @@ class _PhotoRun:
     def __init__(self, data: bytes, steps: list[dict[str, Any]], inputs: dict[str, Any]) -> None:
         self.data, self.steps, self.inputs = data, steps, inputs
         self.rendered: Rendered | None = None
+        self.reference_output: Rendered | None = None
 
     def pipeline(self) -> float:
         seconds, self.rendered = clocked(partial(run_pipeline, self.data, self.steps, self.inputs))
         return seconds
+
+    def reference(self) -> float:
+        seconds, self.reference_output = clocked(
+            partial(reference_pipeline, self.data, self.steps, self.inputs))
+        return seconds
+
+    def fidelity(self) -> tuple[float, float]:
+        assert self.rendered is not None and self.reference_output is not None
+        ours, theirs = self.rendered.data, self.reference_output.data
+        return mean_abs_difference(ours, theirs), len(ours) / len(theirs)
 
     def floor(self) -> float:
         return timed(partial(floor_once, self.data, self.output()))
@@ -123,14 +154,15 @@ def time_pipeline(
     photos: list[Photo], steps: list[dict[str, Any]], inputs: dict[str, Any], repeats: int,
     *, warm_up: bool = True,
 ) -> PipelineResult:
-    """Per photo: pipeline and floor alternately, ``repeats`` times each; best of each side."""
+    """Per photo: pipeline, reference and floor in turn, ``repeats`` times each; best of each."""
     if warm_up:
         run_pipeline(photos[0].data, steps, inputs)  # first use of each code path
+        reference_pipeline(photos[0].data, steps, inputs)
     timings, outputs, last = [], [], None
     for photo in photos:
         run = _PhotoRun(photo.data, steps, inputs)
-        pipeline_times, floor_times = interleaved(run.pipeline, run.floor, repeats)
-        timings.append(ImageTiming(min(pipeline_times), min(floor_times)))
+        ours, reference, floor = rotated([run.pipeline, run.reference, run.floor], repeats)
+        timings.append(ImageTiming(min(ours), min(floor), min(reference), *run.fidelity()))
         assert run.rendered is not None
         outputs.append(run.rendered.data)
         last = run.output()
@@ -138,14 +170,22 @@ def time_pipeline(
     return PipelineResult(timings, outputs, last)
 
 
-def _row(name: str, result: PipelineResult) -> list[object]:
+def _row(pipeline_id: str, label: str, result: PipelineResult) -> list[object]:
     ratios = [t.ratio for t in result.timings]
+    before = [t.reference_ratio for t in result.timings]
     spread = Summary.of(ratios)
+    limit = 2.0 if pipeline_id in BLUR_PIPELINES else 1.0
     return [
-        name, len(ratios), f"{median(ratios):.2f}", f"{percentile(ratios, 90):.2f}",
+        label, len(ratios), f"{median(before):.2f} → **{median(ratios):.2f}**",
+        f"≤ {TARGETS.get(pipeline_id, OTHER_TARGET)}", f"{percentile(ratios, 90):.2f}",
         f"{spread.low:.2f}–{spread.high:.2f}",
+        f"{median([t.reference_s for t in result.timings]) * 1000:.0f} → "
         f"{median([t.pipeline_s for t in result.timings]) * 1000:.0f}",
-        f"{median([t.floor_s for t in result.timings]) * 1000:.0f}", result.output.label,
+        f"{median([t.floor_s for t in result.timings]) * 1000:.0f}",
+        f"{max(t.difference for t in result.timings):.2f} (≤ {limit})",
+        f"{median([t.size_ratio for t in result.timings]):.3f} / "
+        f"{max(t.size_ratio for t in result.timings):.3f}",
+        result.output.label,
     ]
 
 
@@ -166,11 +206,34 @@ def _stage_times(
         spec = OPS[step["op"]]
         params = spec.bind({k: literal(v, inputs) for k, v in step["params"].items()})
         assert spec.apply is not None
-        times[f"op {step['op']}"], image = clocked(partial(spec.apply, image, params))
-    times["encode(): q90 optimize=True"] = timed(partial(encode, image, "jpeg", 90,
-                                                         icc_profile=icc))
+        times[f"op {step['op']} alone (before)"], image = clocked(
+            partial(spec.apply, image, params))
+    times["encode(): q90 optimize=True (before)"] = timed(
+        partial(encode, image, "jpeg", 90, icc_profile=icc))
+    times["encode(): q90 as the catalog says (after)"] = timed(
+        partial(encode, image, "jpeg", 90, icc_profile=icc, optimize=_optimize(steps)))
     times[BARE_ENCODE] = timed(partial(image.save, io.BytesIO(), "JPEG", quality=90))
     return times
+
+
+def _tone_pass(
+    data: bytes, steps: list[dict[str, Any]], inputs: dict[str, Any]
+) -> tuple[str, float]:
+    """basic_clean's tone steps as the pipeline runs them: one lookup table, one pass."""
+    image, _ = decode(data)
+    tones = []
+    for step in steps:
+        spec = OPS[step["op"]]
+        if spec.tone is not None:
+            tones.append((spec.tone, spec.bind({k: literal(v, inputs)
+                                                for k, v in step["params"].items()})))
+    names = " + ".join(step["op"] for step in steps if OPS[step["op"]].tone is not None)
+    return f"fused {names}: one table (after)", timed(partial(apply_tones, image, tones))
+
+
+def _optimize(steps: list[dict[str, Any]]) -> bool:
+    params: dict[str, Any] = next((s["params"] for s in steps if s["op"] == "encode"), {})
+    return bool(params.get("optimize", True))
 
 
 def breakdown(photos: list[Photo], runs: int) -> str:
@@ -178,7 +241,10 @@ def breakdown(photos: list[Photo], runs: int) -> str:
     for photo in photos:
         best: dict[str, float] = {}
         for _ in range(runs):
-            for stage, seconds in _stage_times(photo.data, batch_steps(), BATCH_INPUTS).items():
+            stages = _stage_times(photo.data, batch_steps(), BATCH_INPUTS)
+            fused, seconds = _tone_pass(photo.data, batch_steps(), BATCH_INPUTS)
+            stages[fused] = seconds
+            for stage, seconds in stages.items():
                 best[stage] = min(seconds, best.get(stage, seconds))
         for stage, seconds in best.items():
             samples.setdefault(stage, []).append(seconds)
@@ -198,26 +264,45 @@ def run(ctx: Context) -> Section:
     batch_pipeline = feature_pipeline("basic_clean")
     batch = time_pipeline(ctx.photos(), batch_steps(), BATCH_INPUTS, plan.floor_repeats)
     ctx.batch_outputs = batch.outputs
-    rows = [_row(f"{batch_pipeline} (brightness 10, contrast 5)", batch)]
+    rows = [_row(batch_pipeline, f"{batch_pipeline} (brightness 10, contrast 5)", batch)]
+    results = {batch_pipeline: batch}
     others = ctx.photos(plan.other_pipeline_images)
     for pipeline_id, steps in pipelines().items():
         if pipeline_id != batch_pipeline:
             result = time_pipeline(others, steps, {}, 1, warm_up=not plan.quick)
-            rows.append(_row(f"{pipeline_id} (defaults)", result))
+            results[pipeline_id] = result
+            rows.append(_row(pipeline_id, f"{pipeline_id} (defaults)", result))
+    ctx.pipeline_results = results
     ratios = [t.ratio for t in batch.timings]
+    before = [t.reference_ratio for t in batch.timings]
     headline = (
-        f"basic_clean / floor: median {median(ratios):.2f}, p90 {percentile(ratios, 90):.2f} "
-        f"over {len(ratios)} photos"
+        f"basic_clean / floor: median {median(before):.2f} → {median(ratios):.2f}, p90 "
+        f"{percentile(ratios, 90):.2f} over {len(ratios)} photos; others (median): " + ", ".join(
+            f"{pid.removeprefix('pl_')} "
+            f"{median([t.reference_ratio for t in r.timings]):.2f} → "
+            f"{median([t.ratio for t in r.timings]):.2f}"
+            for pid, r in results.items() if pid != batch_pipeline)
     )
-    headers = ["Pipeline", "photos", "median ratio", "p90 ratio", "spread", "pipeline ms",
-               "floor ms", "output (last photo)"]
+    headers = ["Pipeline", "photos", "median ratio, before → after", "target", "p90 after",
+               "spread after", "ms, before → after", "floor ms", "max pixel diff",
+               "size / before, median / max", "output (last photo)"]
     stage_photos = ctx.photos(plan.breakdown_images)
     body = "\n\n".join([
         table(headers, rows),
-        f"Per photo, the pipeline and its floor run alternately ({plan.floor_repeats}x each for "
-        "basic_clean, once each for the others, after a warm-up run); the photo's ratio is "
-        "the best pipeline time over the best floor time, then median and p90 across photos "
-        f"(spread: {Summary.of(ratios).spread_label} of the per-photo ratios). {FLOOR_METHOD}",
+        f"Per photo, the pipeline, the reference and the floor run in turn, forward then "
+        f"backward ({plan.floor_repeats}x each for basic_clean, once each for the others, "
+        "after a warm-up run); the photo's ratio is the best time over the best floor time, "
+        "then median and p90 across photos (spread: "
+        f"{Summary.of(ratios).spread_label} of the per-photo ratios). Before: the plain "
+        "reference pipeline (`tests/support/reference_imaging.py`: each op its own "
+        "full-resolution Pillow pass, grayscale JPEG stored as RGB, JPEG `optimize=True`). "
+        "After: the product's `run_pipeline` (tone steps fused into one lookup table, JPEG "
+        "decoder drafts for a leading resize or grayscale, "
+        "one-pass saturation and colorize, optimize off where the catalog says). Max pixel "
+        "diff: the largest mean absolute difference from the reference's output (levels of "
+        "0..255, worst channel) over the photos, against the bound (1.0 for tone and resize, "
+        "2.0 for blur-based pipelines); size: output bytes over the reference's. "
+        f"{FLOOR_METHOD}",
         f"Where basic_clean's time goes (each stage best of {plan.floor_repeats}, median over "
         f"{len(stage_photos)} photos; every fifth photo of the set carries an EXIF rotation):",
         breakdown(stage_photos, plan.floor_repeats),

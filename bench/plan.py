@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-SECTIONS = ("floor", "overhead", "zip", "latency", "responsive", "cost")
+SECTIONS = ("floor", "engine", "memory", "coldstart", "overhead", "zip", "latency", "responsive",
+            "cost")
+# The commit the "before" figures of the cold start are measured at: the functions and core
+# layer as they were before lazy clients, deferred heavy imports and a compiled layer.
+BASELINE = "6e421f8"
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,9 @@ class Plan:
     clients: int  # concurrent create-batch clients
     latency_rounds: int  # measured rounds of `clients` simultaneous requests
     latency_batch_size: int = 10
+    coldstart_repeats: int = 3
+    memory_images: int = 3  # photos per pipeline for the Lambda memory model
+    baseline: str = BASELINE
 
     def with_images(self, images: int | None) -> Plan:
         return self if images is None else replace(self, images=images)
@@ -32,5 +39,5 @@ FULL = Plan(
 QUICK = Plan(
     quick=True, images=3, overhead_repeats=1, warmup_images=1, floor_repeats=1,
     other_pipeline_images=1, breakdown_images=1, zip_repeats=2, clients=4, latency_rounds=1,
-    latency_batch_size=3,
+    latency_batch_size=3, coldstart_repeats=1, memory_images=1,
 )

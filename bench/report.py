@@ -102,15 +102,26 @@ interleaved (in turn, forward then backward) and repeated, reported as a median 
   plumbing.
 - **Pipeline vs floor**: a catalog pipeline over the least work that yields the same output
   (Pillow decode of the input, encode of an output-sized image in the output format and
-  quality). Tone edits are a lookup-table pass each (contrast also needs a histogram), each
-  cheaper than a decode, so basic_clean should land near 2; blurs, unsharp masks and denoising
-  are several passes each and may cost 3 to 10 floors.
+  quality), before → after: before is the plain reference pipeline (each op its own
+  full-resolution pass, `tests/support/reference_imaging.py`), after is the product's, run side
+  by side on the same photos; with how far the product's output is from the reference's (mean
+  absolute pixel difference, file size). Tone edits share one lookup-table pass (contrast also
+  needs one histogram), so basic_clean should land under 2; blurs and unsharp masks are several
+  full-resolution passes each in Pillow and may cost 3 to 10 floors.
+- **Image engine**: Pillow against libvips (pyvips) on a resize and a blur of the same photos,
+  one core each, and the decision between them.
+- **Lambda memory**: each pipeline's CPU time per photo (before → after) modelled as Lambda
+  duration and GB-s at 1024, 1769 and 2048 MB; good: the least memory that runs at full speed.
+- **Cold start**: every function's `import app` in a fresh interpreter over `import boto3,
+  aws_lambda_powertools` alone, before (the baseline commit) → after; the goal is 1.5.
 - **ZIP**: `write_zip_to_s3` of a batch's outputs over reading the same bytes once from the
   same S3, and over a plain copy (the same reads into a multipart upload without the ZIP
-  format). On a store that writes as fast as it reads, good is about 2 against the read (every
-  byte comes in once and goes out once); moto's multipart writes cost it more than its reads,
-  so the copy is the fair yardstick here: good is about 1, with a memory peak of a small
-  multiple of the 8 MiB part size, whatever the number and size of the members.
+  format), with part uploads overlapping the reads (after) and one part at a time (before), on
+  moto in process and on the moto server. On a store that writes as fast as it reads, good is
+  about 2 against the read (every byte comes in once and goes out once); moto's multipart writes
+  cost it more than its reads, so the copy is the fair yardstick here: good is at most 1, with a
+  memory peak of a small multiple of the 8 MiB part size, whatever the number and size of the
+  members.
 - **Create latency**: `POST /api/tasks/batch` p50 and p99 with 20 users sending at once,
   p99/p50 (good: under ~2, no convoy), create p50 over a trivial route's p50 at the same
   concurrency (the price of the charge transaction, a few reads and StartExecution), and the
@@ -122,9 +133,11 @@ interleaved (in turn, forward then backward) and repeated, reported as a median 
   images. Good: constant per image whatever the batch size, and dominated by the image work
   (Lambda duration) rather than by bookkeeping.
 
-Run it: `.venv/bin/python -m bench` (full, under 10 minutes, rewrites this page); `--quick` (a
-smoke run under a minute that only prints); `--only NAME` (floor, overhead, zip, latency or
-cost; repeatable); `--images N` (photos per batch, default 50); `--output PATH`.
+Run it: `.venv/bin/python -m bench` (full, rewrites this page); `--quick` (a smoke run that
+only prints); `--only NAME` (floor, engine, memory, coldstart, overhead, zip, latency or cost;
+repeatable); `--images N` (photos per batch, default 50); `--output PATH`. The engine section
+measures libvips only where pyvips is importable (`pip install pyvips==3.2.0
+pyvips-binary==8.18.7` into the venv; it is no dependency of the product).
 """
 
 

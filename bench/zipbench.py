@@ -1,16 +1,23 @@
 """ZIP: write_zip_to_s3 of a batch's outputs against reading the same bytes once from the same
-S3 (the local stack's moto server, another process), and the ZIP step's memory peak."""
+S3 and against a plain multipart copy of them, with part uploads overlapping the reads (after)
+and one part at a time (before), on moto in this process and on the local stack's moto server
+(another process); and the ZIP step's memory peak."""
 
 from __future__ import annotations
 
 import io
+import os
 import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
+from unittest import mock
 
 import boto3
+from moto import mock_aws
 from pixelbatch.imaging.pipeline import run_pipeline
-from pixelbatch.zipstream import MIB, ZipMember, write_zip_to_s3
+from pixelbatch.zipstream import MIB, PARTS_IN_FLIGHT, ZipMember, write_zip_to_s3
 
 from bench.context import Context
 from bench.photos import BATCH_INPUTS, batch_steps
@@ -24,7 +31,7 @@ READ_CHUNK = MIB  # write_zip_to_s3's default read size
 PART_SIZE = 8 * MIB  # write_zip_to_s3's default part size
 
 
-def s3_client(endpoint_url: str) -> Any:
+def s3_client(endpoint_url: str | None) -> Any:
     return boto3.client(
         "s3", endpoint_url=endpoint_url, region_name="us-east-1",
         aws_access_key_id="testing", aws_secret_access_key="testing",
@@ -47,10 +54,11 @@ def put_outputs(s3: Any, outputs: list[bytes]) -> list[str]:
     return keys
 
 
-def write_zip(s3: Any, keys: list[str]) -> int:
+def write_zip(s3: Any, keys: list[str], parts_in_flight: int = PARTS_IN_FLIGHT) -> int:
     members = [ZipMember(name=f"result_{i + 1}.jpg", bucket=BUCKET, key=key)
                for i, key in enumerate(keys)]
-    return write_zip_to_s3(s3, bucket=BUCKET, key=ZIP_KEY, members=members).size
+    return write_zip_to_s3(s3, bucket=BUCKET, key=ZIP_KEY, members=members,
+                           parts_in_flight=parts_in_flight).size
 
 
 def read_once(s3: Any, keys: list[str]) -> int:
@@ -102,44 +110,98 @@ def peak_bytes(s3: Any, keys: list[str]) -> int:
         tracemalloc.stop()
 
 
+@dataclass(frozen=True)
+class StoreRun:
+    """One S3 store: the ZIP one part at a time (before) and overlapped (after), the read and
+    the copy, each repeated in turn."""
+
+    store: str
+    before: list[float]
+    after: list[float]
+    reads: list[float]
+    copies: list[float]
+    archive_bytes: int
+    peak_bytes: int
+
+    def versus(self, zips: list[float], yardstick: list[float]) -> Summary:
+        return Summary.of([z / y for z, y in zip(zips, yardstick, strict=True)])
+
+    def row(self) -> tuple[str, ...]:
+        return (
+            self.store,
+            f"{self.versus(self.before, self.copies).median:.2f} → "
+            f"{self.versus(self.after, self.copies).fmt()}",
+            f"{self.versus(self.before, self.reads).median:.2f} → "
+            f"{self.versus(self.after, self.reads).fmt()}",
+            f"{self.versus(self.after, self.before).fmt()}",
+            f"{median(self.before):.2f}, {median(self.after):.2f}, {median(self.reads):.2f}, "
+            f"{median(self.copies):.2f}",
+            f"{self.peak_bytes / MIB:.1f}",
+        )
+
+
+def measure_store(store: str, s3: Any, outputs: list[bytes], repeats: int) -> StoreRun:
+    keys = put_outputs(s3, outputs)
+    write_zip(s3, keys)  # warm-up
+    archive = s3.head_object(Bucket=BUCKET, Key=ZIP_KEY)["ContentLength"]
+    actions: list[Callable[[], object]] = [
+        partial(write_zip, s3, keys, 1), partial(write_zip, s3, keys),
+        partial(read_once, s3, keys), partial(copy_once, s3, keys),
+    ]
+    before, after, reads, copies = rotated([partial(timed, a) for a in actions], repeats)
+    return StoreRun(store, before, after, reads, copies, archive, peak_bytes(s3, keys))
+
+
+def in_process(outputs: list[bytes], repeats: int) -> StoreRun:
+    fake = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+    with mock.patch.dict(os.environ, fake), mock_aws():
+        return measure_store("moto in process", s3_client(None), outputs, repeats)
+
+
 METHOD = (
-    "All three talk to the local stack's moto server (a separate process) over HTTP: "
-    "`write_zip_to_s3` with its defaults (STORED, 8 MiB parts, 1 MiB reads); `get_object` of "
-    "every member read in 1 MiB chunks; and the same reads fed into a plain multipart upload "
-    "of 8 MiB parts (no ZIP format). They run in turn, forward then backward, after one "
-    "warm-up ZIP. The memory peak is tracemalloc's (every Python allocation, bytes buffers "
-    "included) over one more ZIP step, above what was allocated before it; moto keeps the "
-    "archive in its own process, so it is not counted."
+    "`write_zip_to_s3` with its defaults (STORED, 8 MiB parts, 1 MiB reads) with part uploads "
+    f"overlapping the reads (after: up to {PARTS_IN_FLIGHT} parts uploading on worker threads) "
+    "and with each part uploaded before reading on (before: `parts_in_flight=1`); "
+    "`get_object` of every member read in 1 MiB chunks (read once); and the same reads fed "
+    "into a plain multipart upload of 8 MiB parts, one part at a time, no ZIP format (copy). "
+    "On moto in this process (`mock_aws`: every request handled in this interpreter) and on "
+    "the local stack's moto server (a separate process, over HTTP). Per store the four run in "
+    "turn, forward then backward, after one warm-up ZIP. The memory peak is tracemalloc's "
+    "(every Python allocation, bytes buffers included) over one more ZIP step with overlap, "
+    "above what was allocated before it; the server keeps the archive in its own process, so "
+    "there it is not counted (in process, moto's own copies of the parts are)."
 )
+
+
+def ratio(run: StoreRun, yardstick: list[float]) -> str:
+    return (f"{run.versus(run.before, yardstick).median:.2f} → "
+            f"{run.versus(run.after, yardstick).median:.2f}")
 
 
 def run(ctx: Context) -> Section:
     outputs = batch_outputs(ctx)
-    s3 = s3_client(ctx.stack().moto_url)
-    keys = put_outputs(s3, outputs)
-    write_zip(s3, keys)  # warm-up
-    archive = s3.head_object(Bucket=BUCKET, Key=ZIP_KEY)["ContentLength"]
-    zips, reads, copies = rotated(
-        [partial(timed, partial(f, s3, keys)) for f in (write_zip, read_once, copy_once)],
-        ctx.plan.zip_repeats,
-    )
-    versus_read = Summary.of([z / r for z, r in zip(zips, reads, strict=True)])
-    versus_copy = Summary.of([z / c for z, c in zip(zips, copies, strict=True)])
-    peak, largest, total = peak_bytes(s3, keys), max(map(len, outputs)), sum(map(len, outputs))
-    rows: list[tuple[str, str]] = [
+    server = measure_store("moto server", s3_client(ctx.stack().moto_url), outputs,
+                           ctx.plan.zip_repeats)
+    local = in_process(outputs, ctx.plan.zip_repeats)
+    largest, total = max(map(len, outputs)), sum(map(len, outputs))
+    headers = ["Store", "zip / plain copy, before → after", "zip / read once, before → after",
+               "after / before", "median s: before, after, read, copy", "peak MiB (after)"]
+    facts: list[tuple[str, str]] = [
         ("members; archive", f"{len(outputs)} JPEGs, {total / MIB:.1f} MiB; "
-                             f"{archive / MIB:.1f} MiB"),
-        ("zip / read once", versus_read.fmt()),
-        ("zip / plain copy (read + multipart write)", versus_copy.fmt()),
-        ("median s: zip, read, copy",
-         f"{median(zips):.2f}, {median(reads):.2f}, {median(copies):.2f}"),
-        ("peak memory of the ZIP step", f"{peak / MIB:.1f} MiB"),
-        ("peak / largest member", f"{peak / largest:.1f} (largest {largest / MIB:.2f} MiB)"),
-        ("peak / part size", f"{peak / PART_SIZE:.2f} (part {PART_SIZE // MIB} MiB)"),
+                             f"{server.archive_bytes / MIB:.1f} MiB"),
+        ("peak / largest member (server)",
+         f"{server.peak_bytes / largest:.1f} (largest {largest / MIB:.2f} MiB)"),
+        ("peak / part size (server)", f"{server.peak_bytes / PART_SIZE:.2f} "
+                                      f"(part {PART_SIZE // MIB} MiB)"),
     ]
     headline = (
-        f"zip / read once = {versus_read.fmt()}; zip / plain copy = {versus_copy.fmt()}; "
-        f"memory peak {peak / largest:.1f}x the largest member ({peak / MIB:.1f} MiB for "
-        f"{total / MIB:.0f} MiB of members)"
+        f"zip / plain copy: server {ratio(server, server.copies)}, in process "
+        f"{ratio(local, local.copies)}; zip / read once: server {ratio(server, server.reads)}, "
+        f"in process {ratio(local, local.reads)}; overlapped / one part at a time: server "
+        f"{server.versus(server.after, server.before).median:.2f}, in process "
+        f"{local.versus(local.after, local.before).median:.2f}"
     )
-    return Section("zip", "ZIP", headline, "\n\n".join([table(["", ""], rows), METHOD]))
+    body = "\n\n".join([table(headers, [server.row(), local.row()]), table(["", ""], facts),
+                          METHOD])
+    return Section("zip", "ZIP", headline, body)

@@ -166,3 +166,16 @@ def test_native_code_in_the_layers_is_built_for_arm64(built: Path) -> None:
     assert any("pydantic_core" in str(p) for p in libraries), "no compiled pydantic_core found"
     wrong = [str(p.relative_to(built)) for p in libraries if elf_machine(p) != EM_AARCH64]
     assert not wrong, f"not aarch64: {wrong[:10]}"
+
+
+@pytest.mark.parametrize("content_uri", ["layers/core", "layers/deps"])
+def test_the_layers_carry_bytecode_for_the_runtime(built: Path, content_uri: str) -> None:
+    """/opt is read-only on Lambda: a module without its .pyc is compiled at every cold start."""
+    site = built / _layer_dir(content_uri) / "python"
+    sources = [p for p in site.rglob("*.py") if p.is_file()]
+    assert sources
+    runtime = _template()["Globals"]["Function"]["Runtime"]  # e.g. python3.11 -> cpython-311
+    tag = "cpython-" + runtime.removeprefix("python").replace(".", "")
+    missing = [str(p.relative_to(site)) for p in sources
+               if not (p.parent / "__pycache__" / f"{p.stem}.{tag}.pyc").is_file()]
+    assert not missing, missing[:10]

@@ -9,6 +9,8 @@ import math
 import random
 import shutil
 import subprocess
+import threading
+import time
 import tracemalloc
 import zipfile
 from collections.abc import Iterator
@@ -275,7 +277,8 @@ def test_missing_source_midway_aborts_upload_and_keeps_old_object(s3: Any) -> No
     client = RecordingClient(s3)
 
     with pytest.raises(ClientError) as caught:
-        write_zip_to_s3(client, bucket=OUT, key="job.zip", members=members, part_size=PART)
+        write_zip_to_s3(client, bucket=OUT, key="job.zip", members=members, part_size=PART,
+                        parts_in_flight=1)
 
     assert caught.value.response["Error"]["Code"] == "NoSuchKey"
     # Nothing more is uploaded once the error is raised: straight to the abort.
@@ -452,16 +455,17 @@ def sha256_of(key: str, size: int) -> str:
 class DiskBackedS3:
     """A real boto3 client whose S3 endpoint is answered in-process on ``before-send``.
 
-    Sources are generated on the fly and uploaded parts are appended to a file, so
-    tracemalloc sees only botocore's and zipstream's own memory (moto keeps and
-    copies every body in the test process, which would swamp the measurement).
+    Sources are generated on the fly and uploaded parts go to files (joined in
+    part order on completion, as parts may arrive in any order), so tracemalloc
+    sees only botocore's and zipstream's own memory (moto keeps and copies every
+    body in the test process, which would swamp the measurement).
     """
 
     def __init__(self, sources: dict[str, int], archive: Path, unsized: set[str] | None = None):
         self.sources = sources
         self.unsized = unsized or set()
         self.archive = archive
-        self.part_sizes: list[int] = []
+        self.sizes: dict[int, int] = {}
         self.aborted = False
         self.client = boto3.client(
             "s3",
@@ -478,23 +482,30 @@ class DiskBackedS3:
         }.items():
             self.client.meta.events.register(f"before-send.s3.{op}", handler)
 
+    @property
+    def part_sizes(self) -> list[int]:
+        return [self.sizes[n] for n in sorted(self.sizes)]
+
+    def _part_file(self, number: int) -> Path:
+        return self.archive.with_name(f"{self.archive.name}.part{number}")
+
     def _create(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
         self.archive.write_bytes(b"")
-        self.part_sizes.clear()
+        self.sizes.clear()
         xml = b"<InitiateMultipartUploadResult><UploadId>u-1</UploadId>"
         xml += b"</InitiateMultipartUploadResult>"
         return AWSResponse(request.url, 200, {}, BytesBody(xml))
 
     def _upload_part(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
         number = int(parse_qs(urlsplit(request.url).query)["partNumber"][0])
-        assert number == len(self.part_sizes) + 1
+        assert number not in self.sizes
         body, size, digest = request.body, 0, hashlib.md5()
-        with self.archive.open("ab") as out:
+        with self._part_file(number).open("wb") as out:
             while chunk := body.read(256 * 1024):
                 out.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
-        self.part_sizes.append(size)
+        self.sizes[number] = size
         crc = request.headers["x-amz-checksum-crc32"]
         headers = {
             "ETag": f'"{digest.hexdigest()}"',
@@ -503,6 +514,12 @@ class DiskBackedS3:
         return AWSResponse(request.url, 200, headers, BytesBody(b""))
 
     def _complete(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+        assert sorted(self.sizes) == list(range(1, len(self.sizes) + 1))
+        with self.archive.open("wb") as out:
+            for number in sorted(self.sizes):
+                with self._part_file(number).open("rb") as part:
+                    shutil.copyfileobj(part, out)
+                self._part_file(number).unlink()
         xml = b"<CompleteMultipartUploadResult><ETag>&quot;e-1&quot;</ETag>"
         xml += b"</CompleteMultipartUploadResult>"
         return AWSResponse(request.url, 200, {}, BytesBody(xml))
@@ -522,7 +539,10 @@ def members_for(sources: dict[str, int]) -> list[ZipMember]:
     return [ZipMember(name=key, bucket=SRC, key=key) for key in sources]
 
 
-def test_peak_memory_tracks_part_size_not_archive_size(aws_env: None, tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_peak_memory_tracks_part_size_not_archive_size(
+    aws_env: None, tmp_path: Path, in_flight: int
+) -> None:
     sources = {"big/result_0.jpg": 24 * MIB + 12_345}
     sources |= {f"small/result_{i}.jpg": 2 * MIB + 777 * i for i in range(1, 5)}
     total = sum(sources.values())
@@ -535,16 +555,18 @@ def test_peak_memory_tracks_part_size_not_archive_size(aws_env: None, tmp_path: 
     tracemalloc.start()
     try:
         result = write_zip_to_s3(
-            fake.client, bucket=OUT, key="archive.zip", members=members, part_size=PART
+            fake.client, bucket=OUT, key="archive.zip", members=members, part_size=PART,
+            parts_in_flight=in_flight,
         )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
 
     print(f"peak traced {peak / MIB:.2f} MiB while zipping {total / MIB:.2f} MiB")
-    # One part buffer, one source chunk, and botocore's ~2 MiB of checksum/send buffers;
-    # a second copy of a part (>= 2 * PART in total) cannot fit.
-    assert peak < PART + MIB + 2.5 * MIB < total / 3
+    # The part being filled and each one uploading, one source chunk, and botocore's
+    # ~2 MiB of checksum/send buffers per upload; with one at a time, a second copy of
+    # a part (>= 2 * PART in total) cannot fit.
+    assert peak < (in_flight + 1) * PART + MIB + in_flight * 2.5 * MIB < total
     assert fake.part_sizes[:-1] == [PART] * (len(fake.part_sizes) - 1)
     assert len(fake.part_sizes) == math.ceil(result.size / PART) >= 6
     assert result.size == fake.archive.stat().st_size
@@ -571,3 +593,69 @@ def test_source_without_content_length_is_written_as_zip64(aws_env: None, tmp_pa
         assert versions == {"a.jpg": 45, "b.jpg": 20}
         assert hashlib.sha256(archive.read("a.jpg")).hexdigest() == sha256_of("a.jpg", 300_000)
     unzip_test(fake.archive)
+
+
+class SlowPartsClient:
+    """Counts part uploads under way at once; each takes a little while, as over a network."""
+
+    def __init__(self, client: Any, *, fail_part: int | None = None) -> None:
+        self._client = client
+        self._fail_part = fail_part
+        self._lock = threading.Lock()
+        self._running = 0
+        self.most_at_once = 0
+        self.finished_after_abort = 0
+        self.aborted = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def upload_part(self, **kwargs: Any) -> Any:
+        with self._lock:
+            self._running += 1
+            self.most_at_once = max(self.most_at_once, self._running)
+        try:
+            time.sleep(0.05)
+            if kwargs["PartNumber"] == self._fail_part:
+                raise ConnectionError("connection reset")
+            return self._client.upload_part(**kwargs)
+        finally:
+            with self._lock:
+                self._running -= 1
+                self.finished_after_abort += self.aborted
+
+    def abort_multipart_upload(self, **kwargs: Any) -> Any:
+        self.aborted = True
+        return self._client.abort_multipart_upload(**kwargs)
+
+
+def test_overlapped_part_uploads_give_the_same_archive(s3: Any) -> None:
+    members = [put(s3, f"r/{i}.bin", random.Random(i).randbytes(3 * MIB + i)) for i in range(8)]
+    write_zip_to_s3(s3, bucket=OUT, key="one.zip", members=members, part_size=PART,
+                    parts_in_flight=1)
+    client = SlowPartsClient(s3)
+
+    write_zip_to_s3(client, bucket=OUT, key="three.zip", members=members, part_size=PART)
+
+    assert client.most_at_once == 3  # overlapped, and never more than three parts at once
+    assert download(s3, "three.zip") == download(s3, "one.zip")
+    one = s3.head_object(Bucket=OUT, Key="one.zip")["ETag"]
+    assert s3.head_object(Bucket=OUT, Key="three.zip")["ETag"] == one
+
+
+def test_a_failed_overlapped_part_aborts_after_every_upload_ended(s3: Any) -> None:
+    members = [put(s3, f"r/{i}.bin", random.Random(i).randbytes(3 * MIB)) for i in range(8)]
+    client = SlowPartsClient(s3, fail_part=2)
+
+    with pytest.raises(ConnectionError):
+        write_zip_to_s3(client, bucket=OUT, key="x.zip", members=members, part_size=PART)
+
+    assert client.aborted and client.finished_after_abort == 0
+    assert pending_uploads(s3) == []
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=OUT, Key="x.zip")
+
+
+def test_parts_in_flight_must_be_positive(s3: Any) -> None:
+    with pytest.raises(ValueError, match="parts_in_flight"):
+        write_zip_to_s3(s3, bucket=OUT, key="x.zip", members=[], parts_in_flight=0)

@@ -1,33 +1,102 @@
-"""Wiring: build every store and service once per cold start from the settings."""
+"""Wiring: every store and service built from the settings, each on first use.
+
+A function imports only the services it calls and creates only the AWS clients they use (see
+``AwsClients``), so a cold start pays for neither the modules nor the clients it never needs.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from pixelbatch.aws import AwsClients
-from pixelbatch.imaging.fetch import FetchPolicy
-from pixelbatch.repos.accounts import AccountStore
-from pixelbatch.repos.catalog import CatalogStore
-from pixelbatch.repos.events import EventPublisher
-from pixelbatch.repos.executions import ExecutionStarter
-from pixelbatch.repos.objects import ObjectStore
-from pixelbatch.repos.ratelimit import RateLimitStore
-from pixelbatch.repos.tasks import TaskStore
-from pixelbatch.services.account import AccountService
-from pixelbatch.services.catalog import CatalogService, RateLimiter
-from pixelbatch.services.processing import ProcessingService
-from pixelbatch.services.tasks import TaskService
 from pixelbatch.settings import Settings
 
+if TYPE_CHECKING:
+    from pixelbatch.imaging.fetch import FetchPolicy
+    from pixelbatch.repos.accounts import AccountStore
+    from pixelbatch.repos.objects import ObjectStore
+    from pixelbatch.repos.tasks import TaskStore
+    from pixelbatch.services.account import AccountService
+    from pixelbatch.services.catalog import CatalogService
+    from pixelbatch.services.processing import ProcessingService
+    from pixelbatch.services.tasks import TaskService
 
-@dataclass(frozen=True)
+
 class Container:
-    settings: Settings
-    task_store: TaskStore
-    account_store: AccountStore
-    tasks: TaskService
-    accounts: AccountService
-    processing: ProcessingService
+    def __init__(
+        self, settings: Settings, clients: AwsClients, fetch_policy: FetchPolicy | None = None
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self._fetch_policy = fetch_policy
+
+    @cached_property
+    def task_store(self) -> TaskStore:
+        from pixelbatch.repos.tasks import TaskStore
+
+        s = self.settings
+        return TaskStore(self.clients.dynamodb, tasks_table=s.tasks_table,
+                         accounts_table=s.accounts_table, ledger_table=s.ledger_table,
+                         retention_seconds=s.task_retention_days * 24 * 3600)
+
+    @cached_property
+    def account_store(self) -> AccountStore:
+        from pixelbatch.repos.accounts import AccountStore
+
+        s = self.settings
+        return AccountStore(self.clients.dynamodb, accounts_table=s.accounts_table,
+                            ledger_table=s.ledger_table)
+
+    @cached_property
+    def catalog(self) -> CatalogService:
+        from pixelbatch.repos.catalog import CatalogStore
+        from pixelbatch.services.catalog import CatalogService
+
+        s = self.settings
+        return CatalogService(CatalogStore(self.clients.dynamodb, features_table=s.features_table,
+                                           pipelines_table=s.pipelines_table))
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        from pixelbatch.repos.objects import ObjectStore
+
+        return ObjectStore(self.clients.s3, presign_ttl_seconds=self.settings.presign_ttl_seconds)
+
+    @cached_property
+    def tasks(self) -> TaskService:
+        from pixelbatch.repos.executions import ExecutionStarter
+        from pixelbatch.repos.ratelimit import RateLimitStore
+        from pixelbatch.services.catalog import RateLimiter
+        from pixelbatch.services.tasks import TaskService
+
+        s = self.settings
+        return TaskService(
+            s, tasks=self.task_store, accounts=self.account_store, catalog=self.catalog,
+            limiter=RateLimiter(RateLimitStore(self.clients.dynamodb, table=s.rate_limit_table)),
+            executions=ExecutionStarter(self.clients.sfn, state_machine_arn=s.state_machine_arn),
+            objects=self.objects,
+        )
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        from pixelbatch.services.account import AccountService
+
+        return AccountService(self.settings, accounts=self.account_store, catalog=self.catalog,
+                              objects=self.objects)
+
+    @cached_property
+    def processing(self) -> ProcessingService:
+        from pixelbatch.imaging.fetch import FetchPolicy
+        from pixelbatch.repos.events import EventPublisher
+        from pixelbatch.services.processing import ProcessingService
+
+        s = self.settings
+        policy = self._fetch_policy or FetchPolicy(allowed_hosts=s.image_url_allowlist)
+        return ProcessingService(
+            s, tasks=self.task_store, objects=self.objects, fetch_policy=policy,
+            events=EventPublisher(self.clients.events, bus_name=s.event_bus_name),
+        )
 
 
 def build_container(
@@ -35,37 +104,5 @@ def build_container(
     clients: AwsClients | None = None,
     fetch_policy: FetchPolicy | None = None,
 ) -> Container:
-    settings = settings or Settings.from_env()
-    clients = clients or AwsClients()
-    task_store = TaskStore(
-        clients.dynamodb, tasks_table=settings.tasks_table,
-        accounts_table=settings.accounts_table, ledger_table=settings.ledger_table,
-        retention_seconds=settings.task_retention_days * 24 * 3600,
-    )
-    account_store = AccountStore(
-        clients.dynamodb, accounts_table=settings.accounts_table,
-        ledger_table=settings.ledger_table,
-    )
-    catalog = CatalogService(CatalogStore(
-        clients.dynamodb, features_table=settings.features_table,
-        pipelines_table=settings.pipelines_table,
-    ))
-    objects = ObjectStore(clients.s3, presign_ttl_seconds=settings.presign_ttl_seconds)
-    policy = fetch_policy or FetchPolicy(allowed_hosts=settings.image_url_allowlist)
-    return Container(
-        settings=settings,
-        task_store=task_store,
-        account_store=account_store,
-        tasks=TaskService(
-            settings, tasks=task_store, accounts=account_store, catalog=catalog,
-            limiter=RateLimiter(RateLimitStore(clients.dynamodb, table=settings.rate_limit_table)),
-            executions=ExecutionStarter(clients.sfn, state_machine_arn=settings.state_machine_arn),
-            objects=objects,
-        ),
-        accounts=AccountService(settings, accounts=account_store, catalog=catalog,
-                                objects=objects),
-        processing=ProcessingService(
-            settings, tasks=task_store, objects=objects, fetch_policy=policy,
-            events=EventPublisher(clients.events, bus_name=settings.event_bus_name),
-        ),
-    )
+    """The settings are read now (a cold start fails fast on a missing one); the rest waits."""
+    return Container(settings or Settings.from_env(), clients or AwsClients(), fetch_policy)

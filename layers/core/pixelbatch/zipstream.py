@@ -2,8 +2,12 @@
 
 The archive is never held in memory: member bytes flow from ``get_object`` in
 ``read_chunk`` pieces through :mod:`zipfile` into a buffer of at most one part,
-which is shipped with ``upload_part`` as soon as it is full.  Peak memory is
-therefore O(part_size + read_chunk), whatever the member and archive sizes.
+which is handed to ``upload_part`` as soon as it is full.  Up to
+``parts_in_flight`` parts upload on worker threads while the next members are
+read (boto3 clients are thread-safe); a full part waits for the oldest upload
+when that many are under way.  Peak memory is therefore
+O((parts_in_flight + 1) * part_size + read_chunk), whatever the member and
+archive sizes, and the bytes are the same whatever ``parts_in_flight``.
 
 The standard library's zipfile is used rather than a third-party streaming zip
 package: given a sink without ``seek()`` it writes each member's CRC and sizes
@@ -19,6 +23,7 @@ import logging
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -35,6 +40,7 @@ MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB  # S3 floor for every part except the last
 MAX_PART_SIZE = 5 * 1024 * MIB
 MAX_PARTS = 10_000
+PARTS_IN_FLIGHT = 3  # uploads overlapping the reads; each holds one part in memory
 CONTENT_TYPE = "application/zip"
 CHECKSUM_ALGORITHM: Final = "CRC32"
 DEFAULT_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -79,18 +85,23 @@ def write_zip_to_s3(
     read_chunk: int = MIB,
     content_disposition: str | None = None,
     date_time: datetime | None = None,
+    parts_in_flight: int = PARTS_IN_FLIGHT,
 ) -> ZipResult:
     """Write ``members`` (in order, STORED) as a ZIP to ``s3://bucket/key``.
 
     Always a multipart upload, a single (possibly small) part for small archives.
     Every entry carries ``date_time`` (default 1980-01-01 00:00:00), so the same
     inputs give byte-identical archives and identical ETags on reruns, which
-    simply overwrite the key.  On any error the upload is aborted and the error
-    re-raised; an existing object at ``key`` is left untouched.
+    simply overwrite the key.  ``parts_in_flight`` parts may upload while the
+    next members are read (1: each part is uploaded before reading on).  On any
+    error the upload is aborted and the error re-raised; an existing object at
+    ``key`` is left untouched.
     """
     _check_sizes(part_size, read_chunk)
+    if parts_in_flight < 1:
+        raise ValueError("parts_in_flight must be at least 1")
     stamp = _date_tuple(date_time)
-    upload = _MultipartUpload.start(s3_client, bucket, key, content_disposition)
+    upload = _MultipartUpload.start(s3_client, bucket, key, content_disposition, parts_in_flight)
     sink = _PartSink(part_size)
     try:
         count = _ArchiveWriter(s3_client, sink, upload, read_chunk, stamp).write_all(members)
@@ -99,6 +110,8 @@ def write_zip_to_s3(
     except BaseException:
         upload.abort()
         raise
+    finally:
+        upload.close()
     logger.info(
         "zip written",
         extra={"bucket": bucket, "key": key, "size": sink.tell(), "members": count},
@@ -182,18 +195,29 @@ def _rewound(part: io.BytesIO) -> io.BytesIO:
 
 
 class _MultipartUpload:
-    """One S3 multipart upload: numbered parts with CRC32 checksums."""
+    """One S3 multipart upload: numbered parts with CRC32 checksums, up to
+    ``in_flight`` of them uploading at once on worker threads."""
 
-    def __init__(self, client: S3Client, bucket: str, key: str, upload_id: str) -> None:
+    def __init__(
+        self, client: S3Client, bucket: str, key: str, upload_id: str, in_flight: int = 1
+    ) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
         self._upload_id = upload_id
+        self._in_flight = in_flight
+        self._numbered = 0
         self._parts: list[CompletedPartTypeDef] = []
+        self._uploading: deque[Future[CompletedPartTypeDef]] = deque()
+        self._workers = (
+            ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="zip-part")
+            if in_flight > 1 else None
+        )
 
     @classmethod
     def start(
-        cls, client: S3Client, bucket: str, key: str, content_disposition: str | None
+        cls, client: S3Client, bucket: str, key: str, content_disposition: str | None,
+        in_flight: int = 1,
     ) -> _MultipartUpload:
         extra: dict[str, Any] = {}
         if content_disposition is not None:
@@ -205,13 +229,22 @@ class _MultipartUpload:
             ChecksumAlgorithm=CHECKSUM_ALGORITHM,
             **extra,
         )
-        return cls(client, bucket, key, response["UploadId"])
+        return cls(client, bucket, key, response["UploadId"], in_flight)
 
     def send(self, body: io.BytesIO) -> None:
         # Bodies are never empty: every archive ends with a 22-byte end record.
-        number = len(self._parts) + 1
+        number = self._numbered + 1
         if number > MAX_PARTS:
             raise ValueError(f"archive needs more than {MAX_PARTS} parts; raise part_size")
+        self._numbered = number
+        if self._workers is None:
+            self._parts.append(self._upload(number, body))
+            return
+        while len(self._uploading) >= self._in_flight:
+            self._settle_oldest()
+        self._uploading.append(self._workers.submit(self._upload, number, body))
+
+    def _upload(self, number: int, body: io.BytesIO) -> CompletedPartTypeDef:
         response = self._client.upload_part(
             Bucket=self._bucket,
             Key=self._key,
@@ -224,13 +257,19 @@ class _MultipartUpload:
         if "ChecksumCRC32" in response:
             # Required by S3 because the upload was created with ChecksumAlgorithm.
             part["ChecksumCRC32"] = response["ChecksumCRC32"]
-        self._parts.append(part)
+        return part
+
+    def _settle_oldest(self) -> None:
+        # Oldest first keeps the list in part-number order; an upload's error surfaces here.
+        self._parts.append(self._uploading.popleft().result())
 
     def send_all(self, bodies: Iterable[io.BytesIO]) -> None:
         for body in bodies:
             self.send(body)
 
     def complete(self) -> None:
+        while self._uploading:
+            self._settle_oldest()
         self._client.complete_multipart_upload(
             Bucket=self._bucket,
             Key=self._key,
@@ -239,6 +278,11 @@ class _MultipartUpload:
         )
 
     def abort(self) -> None:
+        # Parts still uploading would otherwise land after the abort and be kept (and billed).
+        for upload in self._uploading:
+            upload.cancel()
+        wait(self._uploading)
+        self._uploading.clear()
         try:
             self._client.abort_multipart_upload(
                 Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
@@ -249,6 +293,10 @@ class _MultipartUpload:
                 "abort_multipart_upload failed",
                 extra={"bucket": self._bucket, "key": self._key, "upload_id": self._upload_id},
             )
+
+    def close(self) -> None:
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
 
 
 class _ArchiveWriter:

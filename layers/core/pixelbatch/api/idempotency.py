@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -28,20 +29,26 @@ Reply = dict[str, Any]
 
 class IdempotentRoutes:
     def __init__(self, table_name: str, *, expires_after_seconds: int = 24 * 3600) -> None:
-        store = DynamoDBPersistenceLayer(table_name=table_name)
-        self._config = config = IdempotencyConfig(
+        self._table_name = table_name
+        self._config = IdempotencyConfig(
             event_key_jmespath="[user, route, key]",
             payload_validation_jmespath="body",
             expires_after_seconds=expires_after_seconds,
         )
 
+    @cached_property
+    def _once(self) -> Callable[..., Reply]:
+        # The store's DynamoDB client is made by the first request that carries a key, not at
+        # cold start: most requests carry none.
+        store = DynamoDBPersistenceLayer(table_name=self._table_name)
+
         @idempotent_function(
-            data_keyword_argument="request", persistence_store=store, config=config
+            data_keyword_argument="request", persistence_store=store, config=self._config
         )
-        def _once(request: dict[str, Any], action: Callable[[], Reply]) -> Reply:
+        def once(request: dict[str, Any], action: Callable[[], Reply]) -> Reply:
             return action()
 
-        self._once = _once
+        return once
 
     def register(self, context: Any) -> None:
         """Let in-progress records expire with the invocation, not after an hour."""

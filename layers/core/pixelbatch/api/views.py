@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pixelbatch.models import Feature, Item, ItemStatus, LedgerEntry, Task
-from pixelbatch.services.account import Upload
-from pixelbatch.services.tasks import TaskDetails
+
+if TYPE_CHECKING:  # the services are built, and so imported, on first use
+    from pixelbatch.services.account import Upload
+    from pixelbatch.services.tasks import TaskDetails
 
 
 def created(task: Task) -> dict[str, Any]:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageColor, ImageDraw, ImageFilter, ImageFont, ImageMode, ImageOps
 
 Params = Mapping[str, Any]
 OpFn = Callable[[Image.Image, Params], Image.Image]
+# A tone step: (params, mean luma of the image it would see) -> a lookup table applied to every
+# colour band, or None for no change. Consecutive tone steps become one table and one pass.
+ToneFn = Callable[[Params, Callable[[], float]], list[int] | None]
 
 # Output dimension cap for params: keeps an upscale or pad from allocating gigabytes.
 MAX_DIMENSION = 8192
@@ -86,6 +89,7 @@ class OpSpec:
     params: Mapping[str, Param]
     apply: OpFn | None  # None: terminal op handled by the pipeline (encode)
     check: Callable[[Params], None] | None = None  # rules spanning several params
+    tone: ToneFn | None = None  # set for per-value tone edits, which the pipeline fuses
 
     def bind(self, values: Params, *, partial: bool = False) -> dict[str, Any]:
         """Validate ``values`` and fill in defaults; ``partial`` tolerates missing required ones."""
@@ -119,6 +123,16 @@ def op(
     def register(fn: OpFn) -> OpFn:
         OPS[name] = OpSpec(params, fn, check)
         return fn
+
+    return register
+
+
+def tone_op(name: str, **params: Param) -> Callable[[ToneFn], ToneFn]:
+    """Register ``table`` as tone op ``name``: applied alone, or fused with its neighbours."""
+
+    def register(table: ToneFn) -> ToneFn:
+        OPS[name] = OpSpec(params, lambda im, p: apply_tones(im, [(table, p)]), tone=table)
+        return table
 
     return register
 
@@ -192,10 +206,9 @@ def _clip(v: float) -> int:
     return 0 if v < 0 else 255 if v > 255 else round(v)
 
 
-def _mean_luma(im: Image.Image) -> float:
-    hist = im.histogram()
+def _mean_luma(hist: list[int], mode: str) -> float:
     means = []
-    for band in range(1 if im.mode in ("L", "LA") else 3):
+    for band in range(1 if mode in ("L", "LA") else 3):
         counts = hist[band * 256 : (band + 1) * 256]
         means.append(sum(i * c for i, c in enumerate(counts)) / max(1, sum(counts)))
     if len(means) == 1:
@@ -205,6 +218,42 @@ def _mean_luma(im: Image.Image) -> float:
 
 def _factor(amount: float) -> float:
     return 1.0 + amount / 100.0
+
+
+def _remapped(hist: list[int], lut: list[int], mode: str) -> list[int]:
+    """The histogram the image would have after ``lut`` on its colour bands."""
+    out = list(hist)
+    for band, name in enumerate(ImageMode.getmode(mode).bands):
+        if name == "A":
+            continue
+        counts = hist[band * 256 : (band + 1) * 256]
+        moved = [0] * 256
+        for value, count in enumerate(counts):
+            moved[lut[value]] += count
+        out[band * 256 : (band + 1) * 256] = moved
+    return out
+
+
+def apply_tones(im: Image.Image, steps: Sequence[tuple[ToneFn, Params]]) -> Image.Image:
+    """Run tone steps as one lookup table: the same pixels as one pass per step, in one pass.
+
+    A step that depends on the image (contrast's mean luminance) reads the histogram the
+    image would have by then, worked out from one histogram of the input.
+    """
+    lut = _IDENTITY
+    hist: list[int] | None = None
+
+    def mean_luma() -> float:
+        nonlocal hist
+        if hist is None:
+            hist = im.histogram()
+        return _mean_luma(_remapped(hist, lut, im.mode), im.mode)
+
+    for table, params in steps:
+        step = table(params, mean_luma)
+        if step is not None:
+            lut = [step[v] for v in lut]
+    return im if lut == _IDENTITY else _apply_lut(im, lut)
 
 
 # ---- geometry -----------------------------------------------------------------------------
@@ -226,13 +275,26 @@ def _auto_orient(im: Image.Image, p: Params) -> Image.Image:
 )
 def _resize(im: Image.Image, p: Params) -> Image.Image:
     """Fit within max_width x max_height keeping the aspect ratio."""
-    limits = [m / s for m, s in ((p["max_width"], im.width), (p["max_height"], im.height)) if m]
+    size = resize_target(im.size, p)
+    return im if size is None else resized(im, size)
+
+
+def resize_target(size: tuple[int, int], p: Params) -> tuple[int, int] | None:
+    """The size ``resize`` gives an image of ``size``, or None when it leaves it alone."""
+    width, height = size
+    limits = [m / s for m, s in ((p["max_width"], width), (p["max_height"], height)) if m]
     scale = min(limits)
     if scale == 1 or (scale > 1 and not p["upscale"]):
+        return None
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resized(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if size == im.size:
         return im
-    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    shrinking = size[0] < im.width
     # reducing_gap: a fast box reduction first; indistinguishable from a full Lanczos pass
-    return im.resize(size, _LANCZOS, reducing_gap=3.0 if scale < 1 else None)
+    return im.resize(size, _LANCZOS, reducing_gap=3.0 if shrinking else None)
 
 
 @op(
@@ -300,23 +362,27 @@ def _centered_aspect(box: tuple[int, int, int, int], ratio: float) -> tuple[int,
 # ---- tone and colour ----------------------------------------------------------------------
 
 
-@op("brightness", amount=_amount(-100, 100, 0))
-def _brightness(im: Image.Image, p: Params) -> Image.Image:
-    """Scale every colour value by 1 + amount/100 (as ImageEnhance.Brightness, via one LUT)."""
+@tone_op("brightness", amount=_amount(-100, 100, 0))
+def _brightness(p: Params, mean_luma: Callable[[], float]) -> list[int] | None:
+    """Scale every colour value by 1 + amount/100 (as ImageEnhance.Brightness)."""
     if p["amount"] == 0:
-        return im
+        return None
     f = _factor(p["amount"])
-    return _apply_lut(im, [_clip(v * f) for v in range(256)])
+    return [_clip(v * f) for v in range(256)]
 
 
-@op("contrast", amount=_amount(-100, 100, 0))
-def _contrast(im: Image.Image, p: Params) -> Image.Image:
+@tone_op("contrast", amount=_amount(-100, 100, 0))
+def _contrast(p: Params, mean_luma: Callable[[], float]) -> list[int] | None:
     """Stretch values away from the mean luminance by 1 + amount/100 (as ImageEnhance)."""
     if p["amount"] == 0:
-        return im
+        return None
     f = _factor(p["amount"])
-    mean = int(_mean_luma(im) + 0.5)
-    return _apply_lut(im, [_clip(mean + f * (v - mean)) for v in range(256)])
+    mean = int(mean_luma() + 0.5)
+    return [_clip(mean + f * (v - mean)) for v in range(256)]
+
+
+# ITU-R 601 luma weights, as Pillow's convert("L")
+_LUMA = (0.299, 0.587, 0.114)
 
 
 @op("saturation", amount=_amount(-100, 100, 0))
@@ -324,12 +390,19 @@ def _saturation(im: Image.Image, p: Params) -> Image.Image:
     """Blend away from (or towards) the grey version by 1 + amount/100; -100 is greyscale."""
     if p["amount"] == 0 or im.mode in ("L", "LA"):
         return im
-    return ImageEnhance.Color(im).enhance(_factor(p["amount"]))
+    # one colour-matrix pass instead of ImageEnhance's grey copy, RGB copy and blend
+    f = _factor(p["amount"])
+    rows = [[(1 - f) * w + (f if col == row else 0) for col, w in enumerate(_LUMA)] + [0]
+            for row in range(3)]
+    matrix = tuple(v for r in rows for v in r)
+    return _on_color(im, lambda c: c.convert("RGB", matrix))
 
 
 @op("grayscale")
 def _grayscale(im: Image.Image, p: Params) -> Image.Image:
-    return im.convert("LA" if im.mode in ("RGBA", "LA") else "L")
+    if im.mode in ("L", "LA"):
+        return im
+    return im.convert("LA" if im.mode == "RGBA" else "L")
 
 
 @op(
@@ -339,7 +412,22 @@ def _grayscale(im: Image.Image, p: Params) -> Image.Image:
 )
 def _colorize(im: Image.Image, p: Params) -> Image.Image:
     """Map luminance onto a dark..light colour ramp (sepia, cyanotype ...)."""
-    return _on_color(im, lambda c: ImageOps.colorize(c.convert("L"), p["dark"], p["light"]))
+    palette = _ramp(p["dark"], p["light"])
+
+    def through_palette(c: Image.Image) -> Image.Image:
+        # the ramp as a palette: one lookup pass from luma to colour
+        indexed = c.convert("L") if c.mode != "L" else c.copy()
+        indexed.putpalette(palette)
+        return indexed.convert("RGB")
+
+    return _on_color(im, through_palette)
+
+
+@lru_cache(maxsize=32)
+def _ramp(dark: str, light: str) -> list[int]:
+    """ImageOps.colorize's colour for each grey level, as a 768-entry palette."""
+    greys = Image.frombytes("L", (256, 1), bytes(range(256)))
+    return list(ImageOps.colorize(greys, dark, light).tobytes())
 
 
 # ---- detail -------------------------------------------------------------------------------
@@ -372,6 +460,7 @@ def _smooth_flat_areas(im: Image.Image, strength: float) -> Image.Image:
     edges = smoothed.convert("L").filter(ImageFilter.FIND_EDGES)
     mask = edges.point([_clip(weight * max(0, 255 - 4 * v)) for v in range(256)])
     return Image.composite(smoothed, im, mask)
+
 
 
 # ---- overlays -----------------------------------------------------------------------------
@@ -439,7 +528,12 @@ def _place(
 # ---- output -------------------------------------------------------------------------------
 
 # Encoding is terminal (returns bytes), so the pipeline runs it; only its params live here.
+# optimize: JPEG Huffman tables fitted to the image, a few percent smaller for one more pass.
 OPS["encode"] = OpSpec(
-    {"format": Param(str, "jpeg", choices=FORMATS), "quality": Param(int, 90, lo=1, hi=100)},
+    {
+        "format": Param(str, "jpeg", choices=FORMATS),
+        "quality": Param(int, 90, lo=1, hi=100),
+        "optimize": Param(bool, True),
+    },
     None,
 )

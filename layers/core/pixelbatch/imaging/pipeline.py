@@ -11,14 +11,14 @@ import contextlib
 import io
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .failures import ItemFailure
-from .ops import OPS, OpSpec
+from .ops import OPS, OpSpec, ToneFn, apply_tones, resize_target, resized
 
 # Decided by content: Pillow only runs these parsers, never EPS/PDF (Ghostscript) or the like.
 # MPO (multi-picture JPEG from cameras) is opened by the JPEG parser.
@@ -64,7 +64,11 @@ _OUTPUTS = {  # format -> (extension, content type)
     "png": ("png", "image/png"),
     "webp": ("webp", "image/webp"),
 }
-_DEFAULT_ENCODE: dict[str, Any] = {"format": "jpeg", "quality": 90}
+_DEFAULT_ENCODE: dict[str, Any] = {"format": "jpeg", "quality": 90, "optimize": True}
+_LUMA_OPS = ("grayscale", "colorize")  # ops that read nothing but an image's luminance
+_UPRIGHT_OPS = ("auto_orient",)  # no-ops on a decoded image: orientation is applied by then
+_TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+Shrink = Callable[[tuple[int, int]], tuple[int, int] | None]
 _STEP_KEYS = {"name", "op", "params"}
 _REF_KEYS = {"$input", "default"}
 _ABSENT: Any = object()
@@ -98,16 +102,76 @@ def run_pipeline(
         plan = _bind_steps(steps, inputs, partial=False)
     except ValueError as e:
         raise ItemFailure.of("invalid_parameters", detail=str(e)) from e
-    image, icc = decode(data, max_pixels=max_pixels)
-    encode_params = _DEFAULT_ENCODE
+    encode_params = plan.pop().params if plan[-1].spec.apply is None else _DEFAULT_ENCODE
+    plan = [step for step in plan if step.spec not in _upright_specs()]
+    luma = bool(plan) and plan[0].spec in _luma_specs()
+    shrink = _leading_resize(plan)
+    image, icc = decode(data, max_pixels=max_pixels, luma=luma, shrink=shrink)
+    if shrink is not None:
+        _check_size(image, plan[0].name, max_pixels)
+        plan = plan[1:]  # the decoder did it
+    for name, apply in _passes(plan):
+        image = apply(image)
+        _check_size(image, name, max_pixels)
+    return encode(image, encode_params["format"], encode_params["quality"], icc_profile=icc,
+                  optimize=encode_params["optimize"])
+
+
+def _check_size(image: Image.Image, step_name: str, max_pixels: int) -> None:
+    if image.width * image.height > max_pixels:
+        raise ItemFailure.of("invalid_parameters", detail=f"{step_name}: output too large")
+
+
+def _specs(names: tuple[str, ...]) -> list[OpSpec]:
+    return [OPS[name] for name in names]
+
+
+def _upright_specs() -> list[OpSpec]:
+    return _specs(_UPRIGHT_OPS)
+
+
+def _luma_specs() -> list[OpSpec]:
+    return _specs(_LUMA_OPS)
+
+
+def _leading_resize(plan: list[_Step]) -> Shrink | None:
+    """A first ``resize`` step, as the size it makes of an upright image of a given size."""
+    if not plan or plan[0].spec is not OPS["resize"]:
+        return None
+    params = plan[0].params
+    return lambda size: resize_target(size, params)
+
+
+def _passes(plan: list[_Step]) -> Iterator[tuple[str, Pass]]:
+    """One pass per step, except that consecutive tone steps share one lookup table."""
+    tones: list[tuple[ToneFn, Mapping[str, Any]]] = []
+    names: list[str] = []
     for step in plan:
-        if step.spec.apply is None:
-            encode_params = step.params
+        if step.spec.tone is not None:
+            tones.append((step.spec.tone, step.params))
+            names.append(step.name)
             continue
-        image = step.spec.apply(image, step.params)
-        if image.width * image.height > max_pixels:
-            raise ItemFailure.of("invalid_parameters", detail=f"{step.name}: output too large")
-    return encode(image, encode_params["format"], encode_params["quality"], icc_profile=icc)
+        if tones:
+            yield "+".join(names), _tone_pass(list(tones))
+            tones.clear()
+            names.clear()
+        assert step.spec.apply is not None
+        yield step.name, _op_pass(step)
+    if tones:
+        yield "+".join(names), _tone_pass(tones)
+
+
+Pass = Callable[[Image.Image], Image.Image]
+
+
+def _tone_pass(tones: list[tuple[ToneFn, Mapping[str, Any]]]) -> Pass:
+    return lambda im: apply_tones(im, tones)
+
+
+def _op_pass(step: _Step) -> Pass:
+    apply = step.spec.apply
+    assert apply is not None
+    return lambda im: apply(im, step.params)
 
 
 def validate_steps(steps: list[dict[str, Any]]) -> None:
@@ -168,10 +232,24 @@ def _resolve(value: Any, inputs: Mapping[str, Any]) -> Any:
 
 
 def decode(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    luma: bool = False,
+    shrink: Shrink | None = None,
 ) -> tuple[Image.Image, bytes | None]:
-    """Decode to an upright RGB/RGBA image; also returns the source ICC profile, if any."""
+    """Decode to an upright RGB/RGBA image; also returns the source ICC profile, if any.
+
+    ``luma``: only the luminance will be used, so a colour JPEG may decode straight to mode L.
+    ``shrink``: the size wanted for an upright image of a given size; a JPEG decoder then
+    scales down by 2, 4 or 8 in the DCT on the way, and a resize makes the exact size.
+    """
     im = _open(data, max_pixels)
+    # drafts are JPEG-only; its orientation is known from the header, before decoding
+    upright = _upright_size(im) if im.format == "JPEG" else None
+    target = shrink(upright) if shrink is not None and upright is not None else None
+    if upright is not None:
+        _draft(im, luma, upright, target)
     try:
         im.load()
     except Image.DecompressionBombError as e:
@@ -180,7 +258,38 @@ def decode(
         raise ItemFailure.of("corrupt_image", detail=f"{type(e).__name__}: {e}") from e
     icc = im.info.get("icc_profile")
     _apply_orientation(im)
-    return _normalize_mode(im), icc if isinstance(icc, bytes) else None
+    keep_luma = luma and im.mode == "L" and not im.has_transparency_data
+    image = im if keep_luma else _normalize_mode(im)
+    if shrink is not None and upright is None:
+        target = shrink(image.size)
+    if target is not None:
+        image = resized(image, target)
+    return image, icc if isinstance(icc, bytes) else None
+
+
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    return (im.height, im.width) if _orientation(im) in _TURNED else im.size
+
+
+def _draft(
+    im: Image.ImageFile.ImageFile,
+    luma: bool,
+    upright: tuple[int, int],
+    target: tuple[int, int] | None,
+) -> None:
+    """Ask the JPEG decoder for luma only, and for the smallest size not below the target."""
+    stored = None
+    if target is not None and target[0] < upright[0]:
+        turned = upright != im.size
+        stored = (target[1], target[0]) if turned else target
+    if luma or stored is not None:
+        im.draft("L" if luma else im.mode, stored)
+
+
+def _orientation(im: Image.Image) -> int:
+    with contextlib.suppress(*_DECODE_ERRORS):
+        return int(im.getexif().get(0x0112, 1))
+    return 1
 
 
 def _open(data: bytes, max_pixels: int) -> Image.ImageFile.ImageFile:
@@ -254,7 +363,12 @@ def _deep_to_rgb(im: Image.Image) -> Image.Image:
 
 
 def encode(
-    im: Image.Image, fmt: str, quality: int, *, icc_profile: bytes | None = None
+    im: Image.Image,
+    fmt: str,
+    quality: int,
+    *,
+    icc_profile: bytes | None = None,
+    optimize: bool = True,
 ) -> Rendered:
     """Encode without EXIF/XMP (orientation is already applied; location data must not leak)."""
     ext, content_type = _OUTPUTS[fmt]
@@ -265,7 +379,7 @@ def encode(
         options["icc_profile"] = icc_profile
     buf = io.BytesIO()
     if fmt == "jpeg":
-        im.save(buf, "JPEG", quality=quality, optimize=True, **options)
+        im.save(buf, "JPEG", quality=quality, optimize=optimize, **options)
     elif fmt == "webp":
         im.save(buf, "WEBP", quality=quality, method=4, **options)
     else:
@@ -280,7 +394,7 @@ def _output_mode(im: Image.Image, fmt: str) -> Image.Image:
     if im.mode in ("RGBA", "LA") and fmt == "jpeg":
         return _flatten_on_white(im)
     if im.mode == "L":
-        return im.convert("RGB")
+        return im if fmt == "jpeg" else im.convert("RGB")  # grayscale JPEG: one channel
     if im.mode == "LA":
         return im.convert("RGBA")
     return im

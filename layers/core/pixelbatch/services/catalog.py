@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from pixelbatch.errors import (
     FeatureDisabled,
     FeatureNotFound,
@@ -51,6 +49,8 @@ class CatalogService:
 
 def validate_inputs(feature: Feature, input_data: dict[str, Any]) -> dict[str, Any]:
     """Check input_data against the feature's JSON schema and fill in declared defaults."""
+    from jsonschema import Draft202012Validator  # only the create routes validate; slow import
+
     validator = Draft202012Validator(feature.parameters_schema)
     errors = sorted(validator.iter_errors(input_data), key=lambda e: list(e.absolute_path))
     if errors:

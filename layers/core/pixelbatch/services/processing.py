@@ -8,13 +8,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pixelbatch.clock import iso
 from pixelbatch.imaging.failures import ItemFailure
-from pixelbatch.imaging.fetch import FetchPolicy, fetch_input
-from pixelbatch.imaging.pipeline import run_pipeline
 from pixelbatch.models import (
     UNFINISHED_ITEM_STATUSES,
     Item,
@@ -31,6 +30,12 @@ from pixelbatch.repos.tasks import ItemFailureRecord, TaskStore
 from pixelbatch.settings import Settings
 from pixelbatch.zipstream import ZipMember, write_zip_to_s3
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from pixelbatch.imaging.fetch import FetchPolicy
+    from pixelbatch.imaging.pipeline import Rendered
+
 # Errors the state machine reports when the item Lambda itself died, mapped to item failures.
 _LAMBDA_FAILURES = {
     "States.Timeout": ItemFailureRecord("timeout", "处理超时", retryable=True),
@@ -38,6 +43,23 @@ _LAMBDA_FAILURES = {
 }
 _INTERNAL_FAILURE = ItemFailureRecord("internal_error", "处理失败，请重试", retryable=True)
 _STUCK_FAILURE = ItemFailureRecord("interrupted", "处理中断，配额已退还，请重试", retryable=True)
+
+
+# requests and Pillow load on the first item, not at cold start: of the functions that build
+# this service, only the item worker fetches and renders.
+def fetch_input(
+    url: str, *, owner_id: str, uploads_bucket: str, s3_client: S3Client, policy: FetchPolicy
+) -> bytes:
+    from pixelbatch.imaging import fetch
+
+    return fetch.fetch_input(url, owner_id=owner_id, uploads_bucket=uploads_bucket,
+                             s3_client=s3_client, policy=policy)
+
+
+def run_pipeline(data: bytes, steps: list[dict[str, Any]], inputs: dict[str, Any]) -> Rendered:
+    from pixelbatch.imaging import pipeline
+
+    return pipeline.run_pipeline(data, steps, inputs)
 
 
 def output_key(task_id: str, ref: ItemRef, ext: str) -> str:
