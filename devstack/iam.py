@@ -9,13 +9,14 @@ the resource; ``*`` and ``?`` are wildcards, actions compare case-insensitively.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import hashlib
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "role_for",
     "roles_from_template",
     "translate",
+    "translator_region",
 ]
 
 # The managed policies SAM attaches by itself. Their documents are AWS's published ones; the
@@ -162,18 +164,24 @@ def translate(template_path: os.PathLike[str] | str, region: str) -> dict[str, A
             if isinstance(properties.get(name), str):  # what `sam package` does to local paths
                 properties[name] = f"s3://devstack-artifacts/{properties[name]}"
     translator = Translator(managed_policy_map=dict(MANAGED_POLICIES), sam_parser=Parser())
+    with translator_region(region):
+        translated: dict[str, Any] = translator.translate(sam_template=sam, parameter_values={})
+    return translated
+
+
+@contextlib.contextmanager
+def translator_region(region: str) -> Iterator[None]:
+    """The SAM translator resolves AWS::Region from AWS_DEFAULT_REGION, process-wide."""
     with _translate_lock:
         saved = os.environ.get("AWS_DEFAULT_REGION")
         os.environ["AWS_DEFAULT_REGION"] = region
         try:
-            translated: dict[str, Any] = translator.translate(sam_template=sam,
-                                                               parameter_values={})
+            yield
         finally:
             if saved is None:
                 os.environ.pop("AWS_DEFAULT_REGION", None)
             else:
                 os.environ["AWS_DEFAULT_REGION"] = saved
-    return translated
 
 
 def roles_from_template(template: Template) -> dict[str, Role]:

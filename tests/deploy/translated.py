@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any, Final
 
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+from devstack.iam import translator_region
 from tests.deploy.tooling import REGION
 
 _CODE_PROPERTIES: Final = {
@@ -47,13 +47,6 @@ def packaged(template_path: Path) -> dict[str, Any]:
 
 def translate(template_path: Path) -> dict[str, Any]:
     """The CloudFormation template the SAM transform produces (offline, fixed region)."""
-    saved = os.environ.get("AWS_DEFAULT_REGION")
-    os.environ["AWS_DEFAULT_REGION"] = REGION  # the translator resolves AWS::Region itself
-    try:
+    with translator_region(REGION):
         translated: dict[str, Any] = transform(packaged(template_path), {}, _BundledPoliciesOnly())
-    finally:
-        if saved is None:
-            os.environ.pop("AWS_DEFAULT_REGION", None)
-        else:
-            os.environ["AWS_DEFAULT_REGION"] = saved
     return translated
