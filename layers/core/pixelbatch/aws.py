@@ -35,6 +35,10 @@ class AwsClients:
         return boto3.client("events", region_name=self.region, config=_CONFIG)
 
     @cached_property
+    def sqs(self) -> Any:
+        return boto3.client("sqs", region_name=self.region, config=_CONFIG)
+
+    @cached_property
     def sfn(self) -> Any:
         return boto3.client("stepfunctions", region_name=self.region, config=_CONFIG)
 

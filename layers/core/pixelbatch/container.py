@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pixelbatch.aws import AwsClients
-from pixelbatch.imaging.fetch import FetchPolicy
+from pixelbatch.imaging.fetch import FetchPolicy, ReceiverPolicy
 from pixelbatch.repos.accounts import AccountStore
 from pixelbatch.repos.catalog import CatalogStore
 from pixelbatch.repos.events import EventPublisher
@@ -13,10 +13,12 @@ from pixelbatch.repos.executions import ExecutionStarter
 from pixelbatch.repos.objects import ObjectStore
 from pixelbatch.repos.ratelimit import RateLimitStore
 from pixelbatch.repos.tasks import TaskStore
+from pixelbatch.repos.webhooks import DeliveryQueue, WebhookStore
 from pixelbatch.services.account import AccountService
 from pixelbatch.services.catalog import CatalogService, RateLimiter
 from pixelbatch.services.processing import ProcessingService
 from pixelbatch.services.tasks import TaskService
+from pixelbatch.services.webhooks import DeliveryService, WebhookAnnouncer, WebhookService
 from pixelbatch.settings import Settings
 
 
@@ -28,6 +30,7 @@ class Container:
     tasks: TaskService
     accounts: AccountService
     processing: ProcessingService
+    clients: AwsClients
 
 
 def build_container(
@@ -54,6 +57,7 @@ def build_container(
     policy = fetch_policy or FetchPolicy(allowed_hosts=settings.image_url_allowlist)
     return Container(
         settings=settings,
+        clients=clients,
         task_store=task_store,
         account_store=account_store,
         tasks=TaskService(
@@ -67,5 +71,38 @@ def build_container(
         processing=ProcessingService(
             settings, tasks=task_store, objects=objects, fetch_policy=policy,
             events=EventPublisher(clients.events, bus_name=settings.event_bus_name),
+            webhooks=_announcer(settings, clients, task_store),
         ),
+    )
+
+
+def _announcer(settings: Settings, clients: AwsClients,
+               task_store: TaskStore) -> WebhookAnnouncer | None:
+    """Only the functions that finalize tasks are given the webhooks table and queue."""
+    if settings.webhooks_table is None or settings.webhook_queue_url is None:
+        return None
+    return WebhookAnnouncer(
+        WebhookStore(clients.dynamodb, table=settings.webhooks_table),
+        DeliveryQueue(clients.sqs, queue_url=settings.webhook_queue_url), task_store,
+    )
+
+
+class MissingSetting(RuntimeError):
+    """The function's environment lacks a variable its code needs (a template mistake)."""
+
+
+def build_webhook_service(settings: Settings, clients: AwsClients) -> WebhookService:
+    if settings.webhooks_table is None:
+        raise MissingSetting("WEBHOOKS_TABLE")
+    return WebhookService(WebhookStore(clients.dynamodb, table=settings.webhooks_table),
+                          loopback_receivers=settings.webhook_loopback_receivers)
+
+
+def build_delivery_service(settings: Settings, clients: AwsClients) -> DeliveryService:
+    if settings.webhooks_table is None or settings.webhook_queue_url is None:
+        raise MissingSetting("WEBHOOKS_TABLE and WEBHOOK_QUEUE_URL")
+    return DeliveryService(
+        WebhookStore(clients.dynamodb, table=settings.webhooks_table),
+        DeliveryQueue(clients.sqs, queue_url=settings.webhook_queue_url),
+        ReceiverPolicy(loopback_http=settings.webhook_loopback_receivers),
     )

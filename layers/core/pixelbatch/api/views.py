@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pixelbatch.models import Feature, Item, ItemStatus, LedgerEntry, Task
+from pixelbatch.models import Feature, Item, ItemStatus, LedgerEntry, Task, Webhook
 from pixelbatch.services.account import Upload
 from pixelbatch.services.tasks import TaskDetails
 
@@ -102,3 +102,12 @@ def upload(item: Upload) -> dict[str, Any]:
         "headers": item.headers,
         "expires_at": item.expires_at,
     }
+
+
+def webhook(item: Webhook) -> dict[str, Any]:
+    """An endpoint as listed: its secret is shown once, when it is created."""
+    return {"webhook_id": item.webhook_id, "url": item.url, "created_at": item.created_at}
+
+
+def webhook_created(item: Webhook) -> dict[str, Any]:
+    return {**webhook(item), "secret": item.secret}

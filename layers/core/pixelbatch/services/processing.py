@@ -28,6 +28,7 @@ from pixelbatch.observability import logger, metrics
 from pixelbatch.repos.events import EventPublisher
 from pixelbatch.repos.objects import ObjectStore
 from pixelbatch.repos.tasks import ItemFailureRecord, TaskStore
+from pixelbatch.services.webhooks import WebhookAnnouncer
 from pixelbatch.settings import Settings
 from pixelbatch.zipstream import ZipMember, write_zip_to_s3
 
@@ -74,12 +75,14 @@ class ProcessingService:
         objects: ObjectStore,
         fetch_policy: FetchPolicy,
         events: EventPublisher,
+        webhooks: WebhookAnnouncer | None = None,
     ) -> None:
         self._settings = settings
         self._tasks = tasks
         self._objects = objects
         self._fetch_policy = fetch_policy
         self._events = events
+        self._webhooks = webhooks
 
     def start_round(self, task_id: str) -> Outcome:
         started = self._tasks.mark_processing(task_id)
@@ -161,9 +164,12 @@ class ProcessingService:
         written = self._tasks.set_status(
             task_id, status, allowed_from=(task.status,), expected_round=task.round, zip_key=key
         )
+        failed = sum(1 for item in items if item.status is ItemStatus.FAILED)
         if written and status is not task.status:
-            failed = sum(1 for item in items if item.status is ItemStatus.FAILED)
             self._events.batch_finished(task, status, succeeded=len(successes), failed=failed)
+        if written and self._webhooks is not None:
+            # Also when a cancelled task is finalized; the announcer queues each round once.
+            self._webhooks.task_finished(task, status, succeeded=len(successes), failed=failed)
         return Outcome(status.value)
 
     def finalize_round(self, task_id: str, round_items: Sequence[ItemRef]) -> Outcome:
