@@ -17,7 +17,9 @@ from pixelbatch.services.webhooks import Attempt
 from pixelbatch.settings import Settings
 
 deliveries = build_delivery_service(Settings.from_env(), AwsClients())
-processor = BatchProcessor(event_type=EventType.SQS)
+# A receiver that is down is an expected answer, not a function error: the failed messages are
+# reported and come back when their backoff ends; the invocation itself succeeds.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def deliver(record: SQSRecord) -> str:
