@@ -7,18 +7,23 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import boto3
 import pytest
+from pixelbatch.container import build_container
 from pixelbatch.imaging.failures import ItemFailure
 from pixelbatch.imaging.fetch import ReceiverPolicy, post_to_receiver
+from pixelbatch.models import ItemRef
 from pixelbatch.services.webhooks import ATTEMPTS, MAX_WEBHOOKS_PER_USER, RETRY_SCHEDULE
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from devstack.sqs_poller import sqs_event
 from tests.integration.conftest import Stack
 from tests.integration.test_processing import create, photo_urls, process, run_round
+from tests.integration.test_reconciler import _backdate as backdate
+from tests.support.http_events import REPO
 from tests.support.receiver import Receiver, receiver
 
 
@@ -199,6 +204,23 @@ def test_a_cancelled_batch_is_announced_cancelled_by_its_closing_execution(stack
     data = json.loads(message["body"])["data"]
     assert data == {"task_id": task_id, "status": "cancelled", "batch_total": 3,
                     "batch_success": 1, "batch_failed": 0, "refund_amount": 2}
+
+
+def test_a_batch_the_reconciler_settles_is_announced_by_it(stack: Stack) -> None:
+    # Given a batch whose second item was claimed by a worker that died an hour ago
+    user = stack.user("rene", quota=10)
+    register(stack, user, "https://a.example.com/hook")
+    task_id = create(stack, user, photo_urls(stack, user, 2))
+    stack.invoke("StartBatchFunction", {"task_id": task_id, "round": 1})
+    process(stack, task_id, 0, 1)
+    assert build_container().task_store.claim_item(task_id, ItemRef(1, 1))
+    backdate(stack, task_id, timedelta(hours=1))
+    # When the scheduled reconciler settles and finalizes it (as its own role)
+    event = json.loads((REPO / "events" / "reconciler_scheduled.json").read_text())
+    assert stack.invoke("ReconcilerFunction", event)["finalized_tasks"] == 1
+    # Then the final status is announced, once
+    [message] = [json.loads(m["Body"]) for m in receive(stack)]
+    assert json.loads(message["body"])["data"]["status"] == "partial_success"
 
 
 def test_no_endpoint_no_message(stack: Stack) -> None:
