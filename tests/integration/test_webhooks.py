@@ -12,6 +12,8 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 from pixelbatch.container import build_container
 from pixelbatch.imaging.failures import ItemFailure
 from pixelbatch.imaging.fetch import ReceiverPolicy, post_to_receiver
@@ -221,6 +223,33 @@ def test_a_batch_the_reconciler_settles_is_announced_by_it(stack: Stack) -> None
     # Then the final status is announced, once
     [message] = [json.loads(m["Body"]) for m in receive(stack)]
     assert json.loads(message["body"])["data"]["status"] == "partial_success"
+
+
+def test_a_batch_whose_start_failed_is_announced_failed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an endpoint, and Step Functions refusing StartExecution (after botocore's retries)
+    user = stack.user("stella", quota=10)
+    register(stack, user, "https://a.example.com/hook")
+    urls = photo_urls(stack, user, 2)
+    real = BaseClient._make_api_call  # type: ignore[attr-defined]  # private in the stubs
+
+    def call(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if (client.meta.service_model.service_name, operation) == (
+                "stepfunctions", "StartExecution"):
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "injected"},
+                               "ResponseMetadata": {"HTTPStatusCode": 503}}, operation)
+        return real(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    # When a batch is created: the client hears 503, the charge undone, the task failed
+    reply = stack.call("POST", "/api/tasks/batch", user=user,
+                       body={"feature_id": "basic_clean", "input_images": urls})
+    assert reply.status == 503
+    # Then the failed task is announced, everything refunded
+    [message] = [json.loads(m["Body"]) for m in receive(stack)]
+    data = json.loads(message["body"])["data"]
+    assert (data["status"], data["batch_failed"], data["refund_amount"]) == ("failed", 2, 2)
 
 
 def test_no_endpoint_no_message(stack: Stack) -> None:

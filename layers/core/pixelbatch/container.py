@@ -64,7 +64,7 @@ def build_container(
             settings, tasks=task_store, accounts=account_store, catalog=catalog,
             limiter=RateLimiter(RateLimitStore(clients.dynamodb, table=settings.rate_limit_table)),
             executions=ExecutionStarter(clients.sfn, state_machine_arn=settings.state_machine_arn),
-            objects=objects,
+            objects=objects, webhooks=_announcer(settings, clients, task_store),
         ),
         accounts=AccountService(settings, accounts=account_store, catalog=catalog,
                                 objects=objects),
