@@ -24,9 +24,6 @@ UNUSED_ON_PURPOSE = {
         "Powertools reads an idempotency record only when a conditional put does not return it",
     ("TasksApiFunctionRole", "dynamodb:DeleteItem", "*IdempotencyTable"):
         "Powertools deletes an idempotency record only when the protected call raises",
-    ("ReconcilerFunctionRole", "sqs:SendMessage", "*AsyncFailuresQueue"):
-        "Lambda itself sends a failed asynchronous invocation to the on-failure destination "
-        "with the function's role; the local stack does not emulate destinations",
     ("ReconcilerFunctionRole", "s3:AbortMultipartUpload", "*/zips/*"):
         "the reconciler writes a ZIP with Finalize's code, whose abort path the fault tests cover",
 }
