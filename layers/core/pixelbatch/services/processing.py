@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -28,9 +29,11 @@ from pixelbatch.observability import logger, metrics
 from pixelbatch.repos.events import EventPublisher
 from pixelbatch.repos.objects import ObjectStore
 from pixelbatch.repos.tasks import ItemFailureRecord, TaskStore
-from pixelbatch.services.webhooks import WebhookAnnouncer
 from pixelbatch.settings import Settings
 from pixelbatch.zipstream import ZipMember, write_zip_to_s3
+
+if TYPE_CHECKING:  # built by the container only where webhooks are configured
+    from pixelbatch.services.webhooks import WebhookAnnouncer
 
 # Errors the state machine reports when the item Lambda itself died, mapped to item failures.
 _LAMBDA_FAILURES = {

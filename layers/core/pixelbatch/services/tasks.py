@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pixelbatch.clock import now_iso
 from pixelbatch.contract import BatchBody, SingleBody
@@ -40,8 +40,10 @@ from pixelbatch.repos.executions import ExecutionStarter
 from pixelbatch.repos.objects import ObjectStore
 from pixelbatch.repos.tasks import ItemFailureRecord, TaskPage, TaskStore
 from pixelbatch.services.catalog import CatalogService, RateLimiter, validate_inputs
-from pixelbatch.services.webhooks import WebhookAnnouncer
 from pixelbatch.settings import Settings
+
+if TYPE_CHECKING:  # built by the container only where webhooks are configured
+    from pixelbatch.services.webhooks import WebhookAnnouncer
 
 DEFAULT_PLAN = "free"
 OPEN = (TaskStatus.PENDING, TaskStatus.PROCESSING)
