@@ -17,7 +17,7 @@ $(STAMP): requirements-dev.txt layers/deps/requirements.txt cli/pyproject.toml
 	@echo "installing requirements-dev.txt into $(VENV) (the first time takes a few minutes)"
 	@$(PY) -m pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt 2>&1 \
 		| grep --line-buffered -E $(PIP_SHOWN) || true
-	@$(PY) -c "import moto, PIL, aws_lambda_powertools, jwt, pytest, playwright, openapi_python_client, pixelbatch_cli" \
+	@$(PY) -c "import moto, PIL, aws_lambda_powertools, jwt, pytest, playwright, openapi_python_client, standardwebhooks, pixelbatch_cli" \
 		|| (echo "dependency install failed" && exit 1)
 	@touch $(STAMP)
 

@@ -3,7 +3,8 @@
 This is what AWS itself authorizes, request by request, for the services the functions and the
 state machine use: every table of a transaction (each with the action of its item), the index
 ARN of a query on an index, the object ARN of an S3 request, the execution ARN of a
-StopExecution. A request this module cannot read is refused, never waved through.
+StopExecution, the queue ARN of an SQS request. A request this module cannot read is refused,
+never waved through.
 """
 
 from __future__ import annotations
@@ -163,6 +164,41 @@ def _events(request: AwsRequest) -> list[Grant]:
              else _arn(request, "events", f"event-bus/{bus}")) for bus in sorted(buses)]
 
 
+# ---------------------------------------------------------------- SQS
+
+# Operations on one queue, named by its QueueUrl, and the IAM action each needs (the batch
+# forms are authorized as their single forms).
+_SQS_ACTIONS = {
+    "SendMessage": "sqs:SendMessage", "SendMessageBatch": "sqs:SendMessage",
+    "ReceiveMessage": "sqs:ReceiveMessage",
+    "DeleteMessage": "sqs:DeleteMessage", "DeleteMessageBatch": "sqs:DeleteMessage",
+    "ChangeMessageVisibility": "sqs:ChangeMessageVisibility",
+    "ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "GetQueueAttributes": "sqs:GetQueueAttributes",
+}
+
+
+def _sqs(request: AwsRequest) -> list[Grant]:
+    if request.target:  # the JSON protocol: X-Amz-Target AmazonSQS.<Operation>
+        operation = request.target.rpartition(".")[2]
+        queue_url = request.json().get("QueueUrl")
+    else:  # the query protocol: Action=<Operation>&QueueUrl=... in the form body or the URL
+        form = parse_qs(request.body.decode("latin-1"), keep_blank_values=True)
+        params = {**request.query, **form}
+        operation = (params.get("Action") or [""])[0]
+        queue_url = (params.get("QueueUrl") or [""])[0]
+    action = _SQS_ACTIONS.get(operation)
+    if action is None:
+        raise UnreadableRequest(f"no IAM model for sqs:{operation}")
+    if not isinstance(queue_url, str) or not queue_url:
+        raise UnreadableRequest(f"SQS {operation} names no queue")
+    path = urlsplit(queue_url).path.strip("/").split("/")
+    if len(path) != 2 or not all(path):
+        raise UnreadableRequest(f"SQS queue URL {queue_url!r} is not <account>/<name>")
+    account, name = path
+    return [(action, f"arn:aws:sqs:{request.region}:{account}:{name}")]
+
+
 # ---------------------------------------------------------------- Lambda
 
 
@@ -241,4 +277,5 @@ _READERS = {
     "events": _events,
     "lambda": _lambda,
     "s3": _s3,
+    "sqs": _sqs,
 }

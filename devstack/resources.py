@@ -8,11 +8,12 @@ import zipfile
 from collections.abc import Mapping
 from typing import Any
 
-from devstack.template import Bucket, Function, StateMachine, Table, TemplateError
+from devstack.template import Bucket, Function, Queue, StateMachine, Table, TemplateError
 
 __all__ = [
     "create_bucket",
     "create_function",
+    "create_queues",
     "create_role",
     "create_state_machine",
     "create_table",
@@ -125,6 +126,33 @@ def create_bucket(s3: Any, bucket: Bucket, region: str) -> None:
         s3.put_bucket_ownership_controls(
             Bucket=bucket.name, OwnershipControls=props["OwnershipControls"]
         )
+
+
+# CloudFormation's queue properties that are SQS attributes of the same name
+_QUEUE_ATTRIBUTES = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod",
+                     "ReceiveMessageWaitTimeSeconds", "VisibilityTimeout",
+                     "SqsManagedSseEnabled", "RedrivePolicy", "RedriveAllowPolicy")
+
+
+def _queue_attribute(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):  # RedrivePolicy and RedriveAllowPolicy are JSON documents
+        return json.dumps(value)
+    return str(value)
+
+
+def create_queues(sqs: Any, queues: tuple[Queue, ...]) -> None:
+    """Every queue, then the redrive policies (a dead-letter queue must exist first)."""
+    for queue in queues:
+        created = sqs.create_queue(QueueName=queue.name)["QueueUrl"]
+        if created.rpartition("/")[2] != queue.name:
+            raise TemplateError(f"{queue.logical_id}: moto made {created}")
+    for queue in queues:
+        attributes = {key: _queue_attribute(queue.properties[key])
+                      for key in _QUEUE_ATTRIBUTES if key in queue.properties}
+        if attributes:
+            sqs.set_queue_attributes(QueueUrl=queue.url, Attributes=attributes)
 
 
 def create_role(iam: Any, name: str) -> str:

@@ -35,10 +35,12 @@ from devstack.handlers import ensure_layers_importable as _ensure_layers_importa
 from devstack.iam import Role, role_for, roles_from_template
 from devstack.iam_enforce import IAM_RECORD_VARIABLE, Authorizer, IamMiddleware
 from devstack.scheduler import Scheduler
+from devstack.sqs_poller import QueuePoller
 from devstack.template import Function, Naming, Schedule, Template, TemplateError, load_template
 from devstack.workers import (
     BACKGROUND_NICE,
     DEFAULT_CONCURRENCY,
+    LOCAL_RUNTIME_SETTINGS,
     WorkerPool,
     runtime_environment,
 )
@@ -68,6 +70,7 @@ class StackConfig:
     catalog_dir: Path | None = REPO_TEMPLATE.parent / "catalog"
     seed: bool = True
     schedule_scale: float | None = 1.0  # None: Schedule events never fire
+    poll_queues: bool = True  # False: SQS event sources are not polled
 
 
 def process_environment(template: Template, endpoint_url: str, moto_port: int) -> dict[str, str]:
@@ -83,6 +86,7 @@ def process_environment(template: Template, endpoint_url: str, moto_port: int) -
         "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
         "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
         "NO_PROXY": ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1,localhost"])),
+        **LOCAL_RUNTIME_SETTINGS,
     }
     return {**template.environment(), **env}
 
@@ -109,6 +113,7 @@ class LocalStack:
         self.startup_seconds = 0.0
         self._server: _IamMotoServer | None = None
         self._scheduler: Scheduler | None = None
+        self._poller: QueuePoller | None = None
         self._saved_env: dict[str, str | None] = {}
         self._saved_sfn_config: Any = None
 
@@ -147,6 +152,7 @@ class LocalStack:
             if self.config.seed:
                 self.seed()
             self._start_scheduler()
+            self._start_pollers()
         except BaseException:
             self.stop()
             raise
@@ -159,6 +165,9 @@ class LocalStack:
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
         seam.uninstall()
         self.registry.close()
         sfn_credentials.uninstall()
@@ -228,6 +237,7 @@ class LocalStack:
             resources.create_table(dynamodb, table)
         for bucket in template.buckets:
             resources.create_bucket(s3, bucket, region)
+        resources.create_queues(self.client("sqs"), template.queues)
         lambda_ = self.client("lambda")
         for function in template.functions:
             resources.create_function(lambda_, function, self.role(function.logical_id).arn)
@@ -253,6 +263,35 @@ class LocalStack:
             self.template.schedules, self.invoke_scheduled, self.template.naming,
             self.config.schedule_scale,
         ).start()
+
+    def _start_pollers(self) -> None:
+        if not self.config.poll_queues or not self.template.queue_sources:
+            return
+        self._poller = QueuePoller(
+            self.template.queue_sources, self.template.queues, self.template.function,
+            self._sqs_as_role, self.invoke_for_event_source, self.template.naming.region,
+        ).start()
+
+    def _sqs_as_role(self, function_id: str) -> Any:
+        """An SQS client signing with the function's execution role, as the mapping does."""
+        credentials = self.role(function_id).credentials
+        return boto3.client(
+            "sqs", endpoint_url=self.endpoint_url, region_name=self.template.naming.region,
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+        )
+
+    def invoke_for_event_source(self, function: Function, qualifier: str | None,
+                                payload: str) -> tuple[str | None, bytes]:
+        """What the event source mapping does: a synchronous invocation through moto's Lambda."""
+        wait = Config(read_timeout=function.timeout + 30, retries={"total_max_attempts": 1})
+        extra = {"Qualifier": qualifier} if qualifier else {}
+        reply = self.client("lambda", wait).invoke(
+            FunctionName=function.name, InvocationType="RequestResponse", Payload=payload,
+            **extra,
+        )
+        return reply.get("FunctionError"), reply["Payload"].read()
 
     def invoke_scheduled(self, schedule: Schedule, payload: str) -> None:
         """What EventBridge does: an asynchronous invocation through moto's Lambda."""

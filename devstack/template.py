@@ -26,6 +26,8 @@ __all__ = [
     "HttpApi",
     "JwtAuthorizer",
     "Naming",
+    "Queue",
+    "QueueSource",
     "Route",
     "Schedule",
     "StateMachine",
@@ -48,6 +50,7 @@ HTTP_API_TYPES = frozenset({"AWS::Serverless::HttpApi"})
 LAYER_TYPES = frozenset({"AWS::Serverless::LayerVersion"})
 QUEUE_TYPES = frozenset({"AWS::SQS::Queue"})
 LOG_GROUP_TYPES = frozenset({"AWS::Logs::LogGroup"})
+EVENT_SOURCE_MAPPING_TYPES = frozenset({"AWS::Lambda::EventSourceMapping"})
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -72,6 +75,16 @@ class Naming:
         if len(name) < 3 or not _BUCKET_NAME.match(name):
             raise TemplateError(f"cannot derive a valid bucket name for {logical_id!r}: {name!r}")
         return name
+
+    def queue(self, logical_id: str) -> str:
+        return f"{self.prefix}-{logical_id}"[:80]
+
+    def queue_url(self, name: str) -> str:
+        """What ``Ref`` gives for a queue, as on AWS; SQS requests name the queue by its URL."""
+        return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{name}"
+
+    def queue_arn(self, name: str) -> str:
+        return f"arn:aws:sqs:{self.region}:{self.account_id}:{name}"
 
     def lambda_arn(self, function_name: str) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{function_name}"
@@ -121,6 +134,29 @@ class Bucket:
     @property
     def cors_rules(self) -> list[dict[str, Any]]:
         return list((self.properties.get("CorsConfiguration") or {}).get("CorsRules", []))
+
+
+@dataclass(frozen=True)
+class Queue:
+    logical_id: str
+    name: str
+    url: str
+    arn: str
+    properties: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class QueueSource:
+    """An SQS event source mapping: Lambda polls the queue and invokes the function (or its
+    alias) with batches of messages."""
+
+    logical_id: str
+    function_id: str
+    qualifier: str | None
+    queue_arn: str
+    batch_size: int
+    report_item_failures: bool
+    enabled: bool
 
 
 @dataclass(frozen=True)
@@ -250,6 +286,8 @@ class Template:
     state_machines: tuple[StateMachine, ...]
     http_apis: Mapping[str, HttpApi]
     raw: Mapping[str, Any] = field(repr=False)
+    queues: tuple[Queue, ...] = ()
+    queue_sources: tuple[QueueSource, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -300,18 +338,22 @@ def load_template(
     ctx = _context(raw, naming, parameters, physical)
     globals_ = raw.get("Globals") or {}
     http_apis = _http_apis(resources, globals_.get("HttpApi") or {}, physical, ctx)
+    functions = tuple(
+        _functions(resources, globals_.get("Function") or {}, physical, http_apis, ctx, path)
+    )
+    queues = tuple(_queues(resources, naming, ctx))
     return Template(
         path=path,
         naming=naming,
         parameters=parameters,
         tables=tuple(_tables(resources, physical, ctx)),
         buckets=tuple(_buckets(resources, physical, ctx)),
-        functions=tuple(
-            _functions(resources, globals_.get("Function") or {}, physical, http_apis, ctx, path)
-        ),
+        functions=functions,
         state_machines=tuple(_state_machines(resources, physical, ctx, path)),
         http_apis=http_apis,
         raw=raw,
+        queues=queues,
+        queue_sources=tuple(_queue_sources(resources, functions, queues, ctx)),
     )
 
 
@@ -410,6 +452,8 @@ def _physical_ids(resources: Mapping[str, Any], naming: Naming,
             ids[logical_id] = name or naming.bucket(logical_id)
         elif kind in STATE_MACHINE_TYPES:
             ids[logical_id] = naming.state_machine_arn(name or logical_id)
+        elif kind in QUEUE_TYPES:
+            ids[logical_id] = naming.queue_url(naming.queue(logical_id))
         else:
             ids[logical_id] = name or logical_id
     return ids
@@ -447,9 +491,8 @@ def _attribute_resolver(resources: Mapping[str, Any], physical: Mapping[str, str
             (FUNCTION_TYPES, "Arn"): naming.lambda_arn(ref),
             (STATE_MACHINE_TYPES, "Arn"): ref,
             (STATE_MACHINE_TYPES, "Name"): ref.rpartition(":")[2],
-            # named in policies, though the local stack does not build them
-            (QUEUE_TYPES, "Arn"): f"arn:aws:sqs:{region}:{account}:{ref}",
-            (QUEUE_TYPES, "QueueName"): ref,
+            (QUEUE_TYPES, "Arn"): naming.queue_arn(naming.queue(logical_id)),
+            (QUEUE_TYPES, "QueueName"): naming.queue(logical_id),
             (LOG_GROUP_TYPES, "Arn"): f"arn:aws:logs:{region}:{account}:log-group:{ref}:*",
         }
         for (kinds, attr), value in known.items():
@@ -490,6 +533,42 @@ def _buckets(resources: Mapping[str, Any], physical: Mapping[str, str],
 def _condition_holds(resource: Mapping[str, Any], ctx: Context) -> bool:
     name = resource.get("Condition")
     return True if name is None else ctx.condition(name)
+
+
+# ---------------------------------------------------------------- queues
+
+
+def _queues(resources: Mapping[str, Any], naming: Naming, ctx: Context) -> Iterable[Queue]:
+    for logical_id, resource in _of_type(resources, QUEUE_TYPES):
+        if not _condition_holds(resource, ctx):
+            continue
+        name = naming.queue(logical_id)
+        properties = resolve(resource.get("Properties") or {}, ctx)
+        yield Queue(logical_id, name, naming.queue_url(name), naming.queue_arn(name), properties)
+
+
+def _queue_sources(resources: Mapping[str, Any], functions: tuple[Function, ...],
+                   queues: tuple[Queue, ...], ctx: Context) -> Iterable[QueueSource]:
+    queue_arns = {queue.arn for queue in queues}
+    for logical_id, resource in _of_type(resources, EVENT_SOURCE_MAPPING_TYPES):
+        props = resolve(resource.get("Properties") or {}, ctx)
+        source = str(props.get("EventSourceArn", ""))
+        if source not in queue_arns:
+            raise TemplateError(f"{logical_id}: only SQS queues of the template are emulated")
+        target = str(props.get("FunctionName", ""))
+        function = next((f for f in functions if target in (f.name, f.arn, f.invoke_arn)), None)
+        if function is None:
+            raise TemplateError(f"{logical_id}: FunctionName {target!r} is not a function here")
+        yield QueueSource(
+            logical_id=logical_id,
+            function_id=function.logical_id,
+            qualifier=function.alias if target == function.invoke_arn != function.arn else None,
+            queue_arn=source,
+            batch_size=int(props.get("BatchSize", 10)),
+            report_item_failures="ReportBatchItemFailures" in (
+                props.get("FunctionResponseTypes") or []),
+            enabled=bool(props.get("Enabled", True)),
+        )
 
 
 # ---------------------------------------------------------------- HTTP APIs

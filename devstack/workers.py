@@ -60,6 +60,11 @@ class FunctionError(Exception):
         self.payload = payload
 
 
+# What the local runtime sets beyond the template (as it sets AWS_ENDPOINT_URL): webhook
+# receivers on this machine (http://127.0.0.1) are allowed; on AWS only public https ones are.
+LOCAL_RUNTIME_SETTINGS = {"WEBHOOK_LOOPBACK_RECEIVERS": "true"}
+
+
 def runtime_environment(function: Function, endpoint_url: str, region: str,
                         credentials: Mapping[str, str]) -> dict[str, str]:
     """What a Lambda environment of ``function`` sees, pointed at the local stack."""
@@ -83,6 +88,7 @@ def runtime_environment(function: Function, endpoint_url: str, region: str,
         "TZ": ":UTC",
         "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
         "NO_PROXY": "127.0.0.1,localhost",
+        **LOCAL_RUNTIME_SETTINGS,
     })
     return env
 

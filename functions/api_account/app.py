@@ -1,4 +1,5 @@
-"""Account routes: quota with recent ledger entries, the caller's features, presigned uploads."""
+"""Account routes: quota with recent ledger entries, the caller's features, presigned uploads,
+webhook endpoints."""
 
 from typing import Any
 
@@ -7,12 +8,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixelbatch.api import views
 from pixelbatch.api.http import body_text, create_app, current_user, ok, query_int
-from pixelbatch.container import build_container
-from pixelbatch.contract import UploadsBody, parse_body
+from pixelbatch.container import build_container, build_webhook_service
+from pixelbatch.contract import UploadsBody, WebhookBody, parse_body
 from pixelbatch.observability import logger, metrics, tracer
 
 app = create_app()
 container = build_container()
+webhooks = build_webhook_service(container.settings, container.clients)
 
 
 @app.get("/api/quota")
@@ -41,6 +43,23 @@ def create_uploads() -> Response:
     body = parse_body(UploadsBody, body_text(app))
     uploads = container.accounts.presign_uploads(current_user(app), body)
     return ok({"uploads": [views.upload(item) for item in uploads]})
+
+
+@app.post("/api/webhooks")
+def create_webhook() -> Response:
+    body = parse_body(WebhookBody, body_text(app))
+    return ok(views.webhook_created(webhooks.register(current_user(app), body)))
+
+
+@app.get("/api/webhooks")
+def list_webhooks() -> Response:
+    return ok({"webhooks": [views.webhook(item) for item in webhooks.list(current_user(app))]})
+
+
+@app.delete("/api/webhooks/<webhookId>")
+def delete_webhook(webhookId: str) -> Response:
+    webhooks.delete(current_user(app), webhookId)
+    return ok({"webhook_id": webhookId, "deleted": True})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

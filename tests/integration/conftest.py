@@ -17,8 +17,15 @@ from pixelbatch.seed import reset_account, seed_catalog
 from devstack import dynamodb_lock
 from devstack.handlers import load_handler, make_context
 from devstack.iam_enforce import in_process_authorizer, install_in_process
-from devstack.resources import create_bucket, create_role, create_state_machine, create_table
+from devstack.resources import (
+    create_bucket,
+    create_queues,
+    create_role,
+    create_state_machine,
+    create_table,
+)
 from devstack.template import Template, load_template
+from devstack.workers import LOCAL_RUNTIME_SETTINGS
 from tests.support.http_events import REPO, http_event, match_route
 
 
@@ -110,7 +117,7 @@ def lambda_environment(template: Template, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    for name, value in template.environment().items():
+    for name, value in {**template.environment(), **LOCAL_RUNTIME_SETTINGS}.items():
         monkeypatch.setenv(name, value)
     dynamodb_lock.install()
     install_in_process(in_process_authorizer(template))
@@ -122,6 +129,7 @@ def _build(template: Template) -> None:
         create_table(dynamodb, table)
     for bucket in template.buckets:
         create_bucket(s3, bucket, template.naming.region)
+    create_queues(boto3.client("sqs"), template.queues)
     role = create_role(boto3.client("iam"), "pixelbatch-test")
     for machine in template.state_machines:
         create_state_machine(boto3.client("stepfunctions"), machine, role)

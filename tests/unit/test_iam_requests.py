@@ -104,6 +104,34 @@ def test_step_functions_events_and_lambda_name_their_resources() -> None:
         ("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:Worker")]
 
 
+@pytest.mark.parametrize(("operation", "action"), [
+    ("SendMessage", "sqs:SendMessage"), ("SendMessageBatch", "sqs:SendMessage"),
+    ("ReceiveMessage", "sqs:ReceiveMessage"), ("DeleteMessage", "sqs:DeleteMessage"),
+    ("ChangeMessageVisibility", "sqs:ChangeMessageVisibility"),
+    ("GetQueueAttributes", "sqs:GetQueueAttributes"),
+])
+def test_sqs_requests_need_their_action_on_the_queue_their_url_names(
+    operation: str, action: str
+) -> None:
+    url = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/hooks"
+    request = _json_request("sqs", f"AmazonSQS.{operation}", {"QueueUrl": url})
+    assert grants_needed(request) == [(action, f"arn:aws:sqs:{REGION}:{ACCOUNT}:hooks")]
+    query = AwsRequest.from_url(
+        "POST", f"https://sqs.{REGION}.amazonaws.com/",
+        {"Authorization": AUTH.format(service="sqs")},
+        f"Action={operation}&QueueUrl={url}".encode(), REGION, ACCOUNT)
+    assert grants_needed(query) == [(action, f"arn:aws:sqs:{REGION}:{ACCOUNT}:hooks")]
+
+
+def test_sqs_operations_not_modelled_are_refused() -> None:
+    url = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/hooks"
+    for operation in ("PurgeQueue", "DeleteQueue", "SetQueueAttributes"):
+        with pytest.raises(UnreadableRequest):
+            grants_needed(_json_request("sqs", f"AmazonSQS.{operation}", {"QueueUrl": url}))
+    with pytest.raises(UnreadableRequest):
+        grants_needed(_json_request("sqs", "AmazonSQS.SendMessage", {"QueueUrl": "hooks"}))
+
+
 def test_a_request_that_cannot_be_read_is_refused_not_waved_through() -> None:
     with pytest.raises(UnreadableRequest):
         grants_needed(_json_request("sqs", "AmazonSQS.SendMessage", {}))

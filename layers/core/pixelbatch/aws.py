@@ -49,6 +49,10 @@ class AwsClients:
         return self._client("events", _CONFIG)
 
     @cached_property
+    def sqs(self) -> Any:
+        return self._client("sqs", _CONFIG)
+
+    @cached_property
     def sfn(self) -> Any:
         return self._client("stepfunctions", _CONFIG)
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pixelbatch.services.catalog import CatalogService
     from pixelbatch.services.processing import ProcessingService
     from pixelbatch.services.tasks import TaskService
+    from pixelbatch.services.webhooks import DeliveryService, WebhookAnnouncer, WebhookService
 
 
 class Container:
@@ -75,7 +76,7 @@ class Container:
             s, tasks=self.task_store, accounts=self.account_store, catalog=self.catalog,
             limiter=RateLimiter(RateLimitStore(self.clients.dynamodb, table=s.rate_limit_table)),
             executions=ExecutionStarter(self.clients.sfn, state_machine_arn=s.state_machine_arn),
-            objects=self.objects,
+            objects=self.objects, webhooks=self.announcer,
         )
 
     @cached_property
@@ -96,6 +97,21 @@ class Container:
         return ProcessingService(
             s, tasks=self.task_store, objects=self.objects, fetch_policy=policy,
             events=EventPublisher(self.clients.events, bus_name=s.event_bus_name),
+            webhooks=self.announcer,
+        )
+
+    @cached_property
+    def announcer(self) -> WebhookAnnouncer | None:
+        """Only the functions that finalize tasks are given the webhooks table and queue."""
+        from pixelbatch.repos.webhooks import DeliveryQueue, WebhookStore
+        from pixelbatch.services.webhooks import WebhookAnnouncer
+
+        s = self.settings
+        if s.webhooks_table is None or s.webhook_queue_url is None:
+            return None
+        return WebhookAnnouncer(
+            WebhookStore(self.clients.dynamodb, table=s.webhooks_table),
+            DeliveryQueue(self.clients.sqs, queue_url=s.webhook_queue_url), self.task_store,
         )
 
 
@@ -106,3 +122,31 @@ def build_container(
 ) -> Container:
     """The settings are read now (a cold start fails fast on a missing one); the rest waits."""
     return Container(settings or Settings.from_env(), clients or AwsClients(), fetch_policy)
+
+
+class MissingSetting(RuntimeError):
+    """The function's environment lacks a variable its code needs (a template mistake)."""
+
+
+def build_webhook_service(settings: Settings, clients: AwsClients) -> WebhookService:
+    from pixelbatch.repos.webhooks import WebhookStore
+    from pixelbatch.services.webhooks import WebhookService
+
+    if settings.webhooks_table is None:
+        raise MissingSetting("WEBHOOKS_TABLE")
+    return WebhookService(WebhookStore(clients.dynamodb, table=settings.webhooks_table),
+                          loopback_receivers=settings.webhook_loopback_receivers)
+
+
+def build_delivery_service(settings: Settings, clients: AwsClients) -> DeliveryService:
+    from pixelbatch.imaging.fetch import ReceiverPolicy
+    from pixelbatch.repos.webhooks import DeliveryQueue, WebhookStore
+    from pixelbatch.services.webhooks import DeliveryService
+
+    if settings.webhooks_table is None or settings.webhook_queue_url is None:
+        raise MissingSetting("WEBHOOKS_TABLE and WEBHOOK_QUEUE_URL")
+    return DeliveryService(
+        WebhookStore(clients.dynamodb, table=settings.webhooks_table),
+        DeliveryQueue(clients.sqs, queue_url=settings.webhook_queue_url),
+        ReceiverPolicy(loopback_http=settings.webhook_loopback_receivers),
+    )

@@ -147,6 +147,21 @@ class UploadsBody(_Body):
         return body
 
 
+class WebhookBody(_Body):
+    url: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _contract(cls, data: Any) -> Any:
+        body = _as_object(data)
+        url = body.get("url")
+        if not isinstance(url, str) or not url.strip():
+            _fail("url必须是非空字符串")
+        if len(url) > MAX_URL_LENGTH:
+            _fail("url过长")
+        return body
+
+
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
 

@@ -113,6 +113,18 @@ class IdempotencyKeyReused(InvalidRequest):
     meaning = "The `Idempotency-Key` was used before with a different body"
 
 
+class WebhookUrlInvalid(InvalidRequest):
+    key = "webhook_url_invalid"
+    default_message = "Webhook地址无效"
+    meaning = "The webhook `url` is not an https URL of a public host"
+
+
+class TooManyWebhooks(InvalidRequest):
+    key = "too_many_webhooks"
+    default_message = "Webhook数量已达上限"
+    meaning = "The caller already has the most webhook endpoints allowed"
+
+
 class NotABatchTask(InvalidRequest):
     key = "not_a_batch"
     default_message = "该任务不是批量任务"
@@ -199,6 +211,12 @@ class FeatureNotFound(NotFound):
     key = "feature_not_found"
     default_message = "功能不存在"
     meaning = "No such feature (or it was deleted)"
+
+
+class WebhookNotFound(NotFound):
+    key = "webhook_not_found"
+    default_message = "Webhook不存在"
+    meaning = "The caller has no webhook endpoint with this id"
 
 
 class AccountNotFound(NotFound):

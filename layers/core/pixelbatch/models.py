@@ -114,6 +114,17 @@ class LedgerEntry:
     items: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Webhook:
+    """An endpoint a user registered to hear about their tasks, with its signing secret."""
+
+    webhook_id: str
+    owner_id: str
+    url: str
+    secret: str
+    created_at: str
+
+
 def final_status(items: list[Item]) -> TaskStatus:
     """The status a batch ends in, from its settled items."""
     succeeded = sum(1 for item in items if item.status is ItemStatus.SUCCESS)

@@ -51,6 +51,11 @@ class Settings(_FromEnvironment):
     stuck_after_seconds: int = Field(default=900, ge=60)
     # Task rows expire (DynamoDB TTL) at the age the outputs bucket deletes their objects.
     task_retention_days: int = Field(default=30, ge=1)
+    # Webhooks: only the functions that register, announce or deliver them name these.
+    webhooks_table: str | None = None
+    webhook_queue_url: str | None = None
+    # Set by the local stack's runtime only: receivers at http://127.0.0.1 are allowed too.
+    webhook_loopback_receivers: bool = False
 
     @field_validator("image_url_allowlist", mode="before")
     @classmethod

@@ -19,6 +19,12 @@ from pixelbatch.contract import (
 )
 from pixelbatch.imaging.failures import MESSAGES as FAILURE_MESSAGES
 from pixelbatch.models import PLANS, ItemStatus, TaskStatus
+from pixelbatch.services.webhooks import (
+    ATTEMPTS,
+    EVENT_TYPE,
+    MAX_WEBHOOKS_PER_USER,
+    RETRY_SCHEDULE,
+)
 from pixelbatch.settings import Settings
 
 Json = dict[str, Any]
@@ -40,6 +46,8 @@ STATIC_CONTENT_TYPES: Final = ("text/javascript", "text/css", "text/html", "imag
 IDEMPOTENCY_KEY_PATTERN: Final = r"^[A-Za-z0-9._:\-]{8,128}$"
 TASK_ID_EXAMPLE: Final = "3f2c9a7e5b8d4c1fa0e6b2d97c4e8a15"
 TIME_EXAMPLE: Final = "2025-05-01T08:30:00.123456Z"
+WEBHOOK_ID_EXAMPLE: Final = "wh_5b0e1c6f2a9d4e3f8c7b6a5d4e3f2a1b"
+SECRET_EXAMPLE: Final = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwJ1x4Zq0nU7E="
 IMAGE_EXAMPLE: Final = "s3://pixelbatch-uploads/uploads/user-123/9b1d.../photo.jpg"
 # `grant` is written when an account is opened or an operator adds quota, `deduct` and `plan`
 # (amount 0) by operators (repos.accounts); `charge` and `refund` by the task transactions
@@ -272,6 +280,25 @@ def _request_schemas() -> Json:
             },
             "additionalProperties": True,
         },
+        "WebhookRequest": {
+            "type": "object",
+            "required": ["url"],
+            "properties": {
+                "url": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_URL_LENGTH,
+                    "pattern": "^https://",
+                    "description": "Where task events are POSTed: an https URL of a public "
+                    "host (a name resolving to a private, loopback or link-local address is "
+                    "refused when a delivery connects)",
+                    "examples": ["https://hooks.example.com/pixelbatch"],
+                },
+            },
+            "propertyNames": _no_server_fields(),
+            "additionalProperties": True,
+            "description": note,
+        },
         "UploadsRequest": {
             "type": "object",
             "required": ["files"],
@@ -417,6 +444,37 @@ def _account_schemas() -> Json:
             }
         ),
         "UploadList": _closed({"uploads": {"type": "array", "items": ref("Upload")}}),
+        **_webhook_schemas(),
+    }
+
+
+def _webhook_properties() -> Json:
+    return {
+        "webhook_id": {"type": "string", "examples": [WEBHOOK_ID_EXAMPLE]},
+        "url": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+    }
+
+
+def _webhook_schemas() -> Json:
+    return {
+        "Webhook": _closed(_webhook_properties(),
+                           description="An endpoint; its secret is not shown again"),
+        "WebhookCreated": _closed(
+            {
+                **_webhook_properties(),
+                "secret": {
+                    "type": "string",
+                    "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$",
+                    "description": "The signing secret (`whsec_` + base64 of 32 random bytes), "
+                    "shown only in this reply: keep it. To replace it, register the URL again "
+                    "and delete the old endpoint.",
+                },
+            },
+        ),
+        "WebhookList": _closed({"webhooks": {"type": "array", "items": ref("Webhook")}}),
+        "WebhookDeleted": _closed({"webhook_id": {"type": "string"},
+                                   "deleted": {"const": True}}),
     }
 
 
@@ -468,6 +526,14 @@ def _parameters() -> Json:
             "schema": {"type": "string", "minLength": 1},
             "description": "The `task_id` returned on creation",
             "example": TASK_ID_EXAMPLE,
+        },
+        "WebhookId": {
+            "name": "webhookId",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1},
+            "description": "The `webhook_id` returned on registration",
+            "example": WEBHOOK_ID_EXAMPLE,
         },
         "IdempotencyKey": {
             "name": "Idempotency-Key",
@@ -991,6 +1057,93 @@ def _create_uploads() -> Json:
     }
 
 
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
+def _webhook_events() -> str:
+    return (
+        f"Each time one of the caller's tasks reaches a final status (`success`, "
+        f"`partial_success`, `failed` or `cancelled`; again after a retry), every endpoint gets a "
+        f"`POST` of `{{\"type\": \"{EVENT_TYPE}\", \"timestamp\", \"data\": {{task_id, status, "
+        "batch_total, batch_success, batch_failed, refund_amount}}}` (`refund_amount`: the quota "
+        "returned for the images that did not succeed), signed per the Standard Webhooks "
+        "specification: `webhook-id` (the same on every attempt: deduplicate on it), "
+        "`webhook-timestamp` (of the attempt, Unix seconds) and `webhook-signature: v1,<base64 "
+        "HMAC-SHA256 of \"id.timestamp.body\" keyed with the secret's base64-decoded bytes>`. "
+        "Verify with a Standard Webhooks library (`standardwebhooks` on PyPI). Answer 2xx "
+        "within 10 seconds; anything else (a redirect too) is tried again after "
+        f"{', '.join(_duration(delay) for delay in RETRY_SCHEDULE)}: {ATTEMPTS} attempts in all."
+    )
+
+
+def _webhook_examples() -> tuple[Json, Json]:
+    listed = {"webhook_id": WEBHOOK_ID_EXAMPLE, "url": "https://hooks.example.com/pixelbatch",
+              "created_at": TIME_EXAMPLE}
+    return listed, {**listed, "secret": SECRET_EXAMPLE}
+
+
+def _create_webhook() -> Json:
+    _, created = _webhook_examples()
+    return {
+        "tags": ["webhooks"],
+        "operationId": "createWebhook",
+        "summary": f"Register an endpoint for task events (at most {MAX_WEBHOOKS_PER_USER})",
+        "description": _webhook_events(),
+        "security": BEARER,
+        "requestBody": {
+            "required": True,
+            "content": _json_content(ref("WebhookRequest"),
+                                     {"An endpoint": {"url": created["url"]}}),
+        },
+        "responses": {
+            "200": _ok("WebhookCreated", created),
+            "400": _bad_request({
+                "Body not JSON": (errors.InvalidBody, "请求体不是合法的JSON"),
+                "url missing": (errors.InvalidBody, "url必须是非空字符串"),
+                "Not https": (errors.WebhookUrlInvalid, "Webhook地址必须是https URL"),
+                "Private address": (errors.WebhookUrlInvalid, "Webhook地址必须指向公网地址"),
+                "Too many": errors.TooManyWebhooks,
+            }),
+            "401": _shared("Unauthorized"),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _list_webhooks() -> Json:
+    listed, _ = _webhook_examples()
+    return {
+        "tags": ["webhooks"],
+        "operationId": "listWebhooks",
+        "summary": "The caller's endpoints, oldest first (without their secrets)",
+        "security": BEARER,
+        "responses": {
+            "200": _ok("WebhookList", {"webhooks": [listed]}),
+            "401": _shared("Unauthorized"),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
+def _delete_webhook() -> Json:
+    return {
+        "tags": ["webhooks"],
+        "operationId": "deleteWebhook",
+        "summary": "Delete one of the caller's endpoints; its pending deliveries are dropped",
+        "security": BEARER,
+        "parameters": [_param("WebhookId")],
+        "responses": {
+            "200": _ok("WebhookDeleted", {"webhook_id": WEBHOOK_ID_EXAMPLE, "deleted": True}),
+            "401": _shared("Unauthorized"),
+            "404": _error("No such endpoint of the caller's", {"Unknown": errors.WebhookNotFound}),
+            "500": _shared("ServerError"),
+        },
+    }
+
+
 def _openapi_json() -> Json:
     return {
         "tags": ["docs"],
@@ -1081,6 +1234,8 @@ def _paths() -> Json:
         "/api/quota": {"get": _get_quota()},
         "/api/features": {"get": _list_features()},
         "/api/uploads": {"post": _create_uploads()},
+        "/api/webhooks": {"get": _list_webhooks(), "post": _create_webhook()},
+        "/api/webhooks/{webhookId}": {"delete": _delete_webhook()},
         "/api/openapi.json": {"get": _openapi_json()},
         "/api/docs": {"get": _docs_page()},
         "/api/docs/{name}": {"get": _static_file(
@@ -1130,6 +1285,7 @@ def build_document(server_url: str = "/") -> Json:
         "tags": [
             {"name": "tasks", "description": "Create, follow, download, retry and cancel tasks"},
             {"name": "account", "description": "Quota, features and uploads"},
+            {"name": "webhooks", "description": "Endpoints told when a task finishes"},
             {"name": "docs", "description": "This document and its Swagger UI page (public)"},
             {"name": "console", "description": "The web console's static files (public)"},
         ],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pixelbatch.models import Feature, Item, ItemStatus, LedgerEntry, Task
+from pixelbatch.models import Feature, Item, ItemStatus, LedgerEntry, Task, Webhook
 
 if TYPE_CHECKING:  # the services are built, and so imported, on first use
     from pixelbatch.services.account import Upload
@@ -104,3 +104,12 @@ def upload(item: Upload) -> dict[str, Any]:
         "headers": item.headers,
         "expires_at": item.expires_at,
     }
+
+
+def webhook(item: Webhook) -> dict[str, Any]:
+    """An endpoint as listed: its secret is shown once, when it is created."""
+    return {"webhook_id": item.webhook_id, "url": item.url, "created_at": item.created_at}
+
+
+def webhook_created(item: Webhook) -> dict[str, Any]:
+    return {**webhook(item), "secret": item.secret}

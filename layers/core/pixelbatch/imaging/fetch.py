@@ -234,6 +234,8 @@ class _Guard:
     allow_private: bool
     connections: list[HTTPConnection] = field(default_factory=list)
     expired: bool = False
+    # non-public addresses allowed all the same (the local stack's loopback receivers)
+    also_allowed: frozenset[str] = frozenset()
 
     def expire(self) -> None:
         """Called by the watchdog timer: unblock any read stuck on a slow server."""
@@ -262,7 +264,9 @@ def _open_checked_socket(conn: HTTPConnection) -> socket.socket:
         raise NameResolutionError(conn.host, conn, e) from e
     addresses = [str(info[4][0]) for info in infos]
     if not (guard and guard.allow_private):
-        blocked = [a for a in addresses if not is_public_address(ipaddress.ip_address(a))]
+        also = guard.also_allowed if guard else frozenset()
+        blocked = [a for a in addresses
+                   if a not in also and not is_public_address(ipaddress.ip_address(a))]
         if blocked:
             raise _BlockedAddress(f"{host} resolves to {', '.join(blocked)}")
     error: OSError | None = None
@@ -474,3 +478,78 @@ def _web_failure(e: Exception, guard: _Guard) -> ItemFailure:
     if isinstance(e, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
         return _fail("invalid_input_url", detail)
     return _fail("fetch_failed", detail, retryable=True)
+
+
+# ---- posting to receivers (webhooks) ------------------------------------------------------
+
+LOOPBACK_RECEIVER_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ReceiverPolicy:
+    """Where and how long a POST to a receiver may go: https to public addresses, no
+    redirects followed; ``loopback_http`` also allows ``http://127.0.0.1`` (the local stack)."""
+
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    total_timeout: float = 15.0
+    loopback_http: bool = False
+
+
+def check_receiver_url(url: str, *, loopback_http: bool = False) -> None:
+    """Refuse, without touching the network, a receiver URL that can never be posted to."""
+    scheme = _scheme(url)
+    try:
+        parts = parse_url(url)
+    except LocationParseError as e:
+        raise _fail("invalid_input_url", str(e)) from e
+    if parts.auth is not None:
+        raise _fail("invalid_input_url", "credentials in URL")
+    host = (parts.host or "").strip("[]").rstrip(".").lower()
+    if not host:
+        raise _fail("invalid_input_url", "no host")
+    if _is_loopback_receiver(scheme, host, loopback_http):
+        return
+    if scheme != "https":
+        raise _fail("invalid_input_url", f"scheme {scheme!r}")
+    ip = _ip_literal(host)
+    if ip is not None and not is_public_address(ip):
+        raise _fail("blocked_destination", f"address {ip}")
+    if host == "localhost" or host.endswith(".localhost"):
+        raise _fail("blocked_destination", f"host {host!r}")
+
+
+def _is_loopback_receiver(scheme: str, host: str, loopback_http: bool) -> bool:
+    return loopback_http and scheme == "http" and host == LOOPBACK_RECEIVER_HOST
+
+
+def post_to_receiver(
+    url: str, body: bytes, headers: dict[str, str], policy: ReceiverPolicy
+) -> int:
+    """POST ``body`` and answer the receiver's status code, with the address checked at
+    connect time; redirects are answers, never followed. Raises ItemFailure when no answer
+    came (blocked, refused, timed out)."""
+    check_receiver_url(url, loopback_http=policy.loopback_http)
+    scheme = _scheme(url)
+    host = (parse_url(url).host or "").strip("[]").rstrip(".").lower()
+    loopback = _is_loopback_receiver(scheme, host, policy.loopback_http)
+    guard = _Guard(False, also_allowed=frozenset({LOOPBACK_RECEIVER_HOST} if loopback else ()))
+    token = _ACTIVE_GUARD.set(guard)
+    watchdog = threading.Timer(policy.total_timeout, guard.expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        with _session() as session:
+            response = session.post(
+                url, data=body, headers=headers, allow_redirects=False, stream=True,
+                timeout=(policy.connect_timeout, policy.read_timeout),
+            )
+            with response:
+                return int(response.status_code)
+    except _BlockedAddress as e:
+        raise _fail("blocked_destination", str(e)) from e
+    except (requests.RequestException, Urllib3Error, OSError) as e:
+        raise _web_failure(e, guard) from e
+    finally:
+        watchdog.cancel()
+        _ACTIVE_GUARD.reset(token)

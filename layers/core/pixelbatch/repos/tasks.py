@@ -382,6 +382,26 @@ class TaskStore:
             ExpressionAttributeValues=values,
         )
 
+    def claim_announcement(self, task_id: str, round_no: int) -> bool:
+        """Mark the final status of round ``round_no`` as announced; True for the one caller
+        that does it first (finalize may run twice, and the reconciler too)."""
+        return self._update_if(
+            {"pk": task_pk(task_id), "sk": TASK_SK},
+            UpdateExpression="SET announced_round = :r",
+            ConditionExpression="attribute_exists(pk) AND "
+            "(attribute_not_exists(announced_round) OR announced_round < :r)",
+            ExpressionAttributeValues={":r": round_no},
+        )
+
+    def release_announcement(self, task_id: str, round_no: int) -> None:
+        """Undo a claim whose messages could not be queued, so that a retry announces again."""
+        self._update_if(
+            {"pk": task_pk(task_id), "sk": TASK_SK},
+            UpdateExpression="SET announced_round = :before",
+            ConditionExpression="announced_round = :r",
+            ExpressionAttributeValues={":r": round_no, ":before": round_no - 1},
+        )
+
     # ------------------------------------------------------------------ building blocks
 
     def _expiry(self) -> dict[str, int]:

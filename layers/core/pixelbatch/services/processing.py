@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from pixelbatch.imaging.fetch import FetchPolicy
     from pixelbatch.imaging.pipeline import Rendered
+    from pixelbatch.services.webhooks import WebhookAnnouncer  # only where webhooks are set
 
 # Errors the state machine reports when the item Lambda itself died, mapped to item failures.
 _LAMBDA_FAILURES = {
@@ -96,12 +97,14 @@ class ProcessingService:
         objects: ObjectStore,
         fetch_policy: FetchPolicy,
         events: EventPublisher,
+        webhooks: WebhookAnnouncer | None = None,
     ) -> None:
         self._settings = settings
         self._tasks = tasks
         self._objects = objects
         self._fetch_policy = fetch_policy
         self._events = events
+        self._webhooks = webhooks
 
     def start_round(self, task_id: str) -> Outcome:
         started = self._tasks.mark_processing(task_id)
@@ -183,9 +186,12 @@ class ProcessingService:
         written = self._tasks.set_status(
             task_id, status, allowed_from=(task.status,), expected_round=task.round, zip_key=key
         )
+        failed = sum(1 for item in items if item.status is ItemStatus.FAILED)
         if written and status is not task.status:
-            failed = sum(1 for item in items if item.status is ItemStatus.FAILED)
             self._events.batch_finished(task, status, succeeded=len(successes), failed=failed)
+        if written and self._webhooks is not None:
+            # Also when a cancelled task is finalized; the announcer queues each round once.
+            self._webhooks.task_finished(task, status, succeeded=len(successes), failed=failed)
         return Outcome(status.value)
 
     def finalize_round(self, task_id: str, round_items: Sequence[ItemRef]) -> Outcome:

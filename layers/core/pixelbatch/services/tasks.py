@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pixelbatch.clock import now_iso
 from pixelbatch.contract import BatchBody, SingleBody
@@ -42,6 +42,9 @@ from pixelbatch.repos.tasks import ItemFailureRecord, TaskPage, TaskStore
 from pixelbatch.services.catalog import CatalogService, RateLimiter, validate_inputs
 from pixelbatch.settings import Settings
 
+if TYPE_CHECKING:  # built by the container only where webhooks are configured
+    from pixelbatch.services.webhooks import WebhookAnnouncer
+
 DEFAULT_PLAN = "free"
 OPEN = (TaskStatus.PENDING, TaskStatus.PROCESSING)
 START_FAILED = ItemFailureRecord("start_failed", StartFailed.default_message, retryable=True)
@@ -72,8 +75,10 @@ class TaskService:
         limiter: RateLimiter,
         executions: ExecutionStarter,
         objects: ObjectStore,
+        webhooks: WebhookAnnouncer | None = None,
     ) -> None:
         self._settings = settings
+        self._webhooks = webhooks
         self._tasks = tasks
         self._accounts = accounts
         self._catalog = catalog
@@ -123,11 +128,25 @@ class TaskService:
             _, items = self._tasks.get_with_items(task.task_id)
             # Items of an earlier round may still be running; their finalize ends the task.
             running = any(item.status in UNFINISHED_ITEM_STATUSES for item in items)
-            self._tasks.set_status(
-                task.task_id, TaskStatus.PROCESSING if running else final_status(items),
-                allowed_from=OPEN, error_message=StartFailed.default_message,
-            )
+            status = TaskStatus.PROCESSING if running else final_status(items)
+            if self._tasks.set_status(task.task_id, status, allowed_from=OPEN,
+                                      error_message=StartFailed.default_message) and not running:
+                self._announce(task, status, items)
             raise StartFailed() from error
+
+    def _announce(self, task: Task, status: TaskStatus, items: list[Item]) -> None:
+        """A task the failed start finished is announced like any other; the client hears
+        503 whatever happens here."""
+        if self._webhooks is None:
+            return
+        try:
+            self._webhooks.task_finished(
+                task, status,
+                succeeded=sum(1 for item in items if item.status is ItemStatus.SUCCESS),
+                failed=sum(1 for item in items if item.status is ItemStatus.FAILED),
+            )
+        except Exception:
+            logger.exception("finished task not announced", task_id=task.task_id)
 
     # ------------------------------------------------------------------ retry and cancel
 
