@@ -34,5 +34,6 @@ def deliver(record: SQSRecord) -> str:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=deliver, processor=processor,
-                                    context=context)
+    reply = process_partial_response(event=event, record_handler=deliver, processor=processor,
+                                     context=context)
+    return dict(reply)
