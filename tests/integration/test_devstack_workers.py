@@ -72,16 +72,24 @@ def handler(event, context):
 CREDENTIALS = Credentials("ASIATESTTESTTESTTEST", "secret", "token")
 
 
-@pytest.fixture
-def probe(tmp_path: Path) -> Iterator[tuple[Function, WorkerPool]]:
+def _probe_function(tmp_path: Path, handler_source: str) -> Function:
+    """The template's Probe function, its code being ``handler_source``."""
     (tmp_path / "template.yaml").write_text(TEMPLATE)
     code = tmp_path / "functions" / "probe"
     code.mkdir(parents=True)
-    (code / "app.py").write_text(textwrap.dedent(HANDLER))
-    function = load_template(tmp_path / "template.yaml").function("Probe")
-    env = runtime_environment(function, "http://127.0.0.1:1", "eu-west-1",
-                              CREDENTIALS.environment())
-    pool = WorkerPool(function, env, function.reserved_concurrency or 10)
+    (code / "app.py").write_text(handler_source)
+    return load_template(tmp_path / "template.yaml").function("Probe")
+
+
+def _environment(function: Function, region: str = "us-east-1") -> dict[str, str]:
+    return runtime_environment(function, "http://127.0.0.1:1", region, CREDENTIALS.environment())
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Iterator[tuple[Function, WorkerPool]]:
+    function = _probe_function(tmp_path, textwrap.dedent(HANDLER))
+    pool = WorkerPool(function, _environment(function, "eu-west-1"),
+                      function.reserved_concurrency or 10)
     yield function, pool
     pool.close()
 
@@ -173,13 +181,8 @@ def test_a_timeout_kills_the_process_and_the_next_call_is_a_cold_start(
 
 
 def test_an_import_error_is_the_runtime_s_init_error(tmp_path: Path) -> None:
-    (tmp_path / "template.yaml").write_text(TEMPLATE)
-    code = tmp_path / "functions" / "probe"
-    code.mkdir(parents=True)
-    (code / "app.py").write_text("import module_that_is_not_there\n")
-    function = load_template(tmp_path / "template.yaml").function("Probe")
-    pool = WorkerPool(function, runtime_environment(function, "http://127.0.0.1:1", "us-east-1",
-                                                    CREDENTIALS.environment()))
+    function = _probe_function(tmp_path, "import module_that_is_not_there\n")
+    pool = WorkerPool(function, _environment(function))
     try:
         with pytest.raises(FunctionError) as raised:
             pool({}, context_for(function))
@@ -199,14 +202,8 @@ def _alive(pid: int) -> bool:
 
 def test_a_background_function_yields_the_cpu(tmp_path: Path) -> None:
     # On AWS environments never share a CPU; here state machine steps run at a lower priority
-    (tmp_path / "template.yaml").write_text(TEMPLATE)
-    code = tmp_path / "functions" / "probe"
-    code.mkdir(parents=True)
-    (code / "app.py").write_text(textwrap.dedent(HANDLER))
-    function = load_template(tmp_path / "template.yaml").function("Probe")
-    env = runtime_environment(function, "http://127.0.0.1:1", "us-east-1",
-                              CREDENTIALS.environment())
-    pool = WorkerPool(function, env, nice=BACKGROUND_NICE)
+    function = _probe_function(tmp_path, textwrap.dedent(HANDLER))
+    pool = WorkerPool(function, _environment(function), nice=BACKGROUND_NICE)
     try:
         pid = pool({}, context_for(function))["pid"]
         assert os.getpriority(os.PRIO_PROCESS, pid) == BACKGROUND_NICE

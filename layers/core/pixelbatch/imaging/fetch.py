@@ -142,12 +142,8 @@ def _check_upload_location(url: str, *, owner_id: str, uploads_bucket: str) -> t
     return bucket, key
 
 
-def _check_web_url(
-    url: str, allowed_hosts: tuple[str, ...], *, allow_http: bool, allow_private: bool
-) -> None:
-    scheme = _scheme(url)
-    if scheme != "https" and not (scheme == "http" and allow_http):
-        raise _fail("invalid_input_url", f"scheme {scheme!r}")
+def _url_host(url: str) -> str:
+    """The host a request to ``url`` connects to, refusing URLs with credentials or no host."""
     try:
         # the parser requests itself uses, so the host we check is the host it connects to
         parts = parse_url(url)
@@ -158,6 +154,16 @@ def _check_web_url(
     host = (parts.host or "").strip("[]").rstrip(".").lower()
     if not host:
         raise _fail("invalid_input_url", "no host")
+    return host
+
+
+def _check_web_url(
+    url: str, allowed_hosts: tuple[str, ...], *, allow_http: bool, allow_private: bool
+) -> None:
+    scheme = _scheme(url)
+    if scheme != "https" and not (scheme == "http" and allow_http):
+        raise _fail("invalid_input_url", f"scheme {scheme!r}")
+    host = _url_host(url)
     if not host_allowed(host, allowed_hosts):
         raise _fail("blocked_destination", f"host {host!r} not allowed")
     ip = _ip_literal(host)
@@ -499,15 +505,7 @@ class ReceiverPolicy:
 def check_receiver_url(url: str, *, loopback_http: bool = False) -> None:
     """Refuse, without touching the network, a receiver URL that can never be posted to."""
     scheme = _scheme(url)
-    try:
-        parts = parse_url(url)
-    except LocationParseError as e:
-        raise _fail("invalid_input_url", str(e)) from e
-    if parts.auth is not None:
-        raise _fail("invalid_input_url", "credentials in URL")
-    host = (parts.host or "").strip("[]").rstrip(".").lower()
-    if not host:
-        raise _fail("invalid_input_url", "no host")
+    host = _url_host(url)
     if _is_loopback_receiver(scheme, host, loopback_http):
         return
     if scheme != "https":
