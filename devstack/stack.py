@@ -364,6 +364,24 @@ def configure_logging() -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
 
+class _RememberingDispatcher(DomainDispatcherApplication):
+    """moto's dispatcher, remembering which backend serves a host: moto otherwise lists its
+    package directory on disk for every request, under a lock that every request shares."""
+
+    MAX_HOSTS = 4096
+
+    def __init__(self, create_app: Callable[[Any], Any]) -> None:
+        super().__init__(create_app)
+        self._backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        if host not in self._backends:
+            if len(self._backends) >= self.MAX_HOSTS:
+                self._backends.clear()
+            self._backends[host] = super().get_backend_for_host(host)
+        return self._backends[host]
+
+
 class _IamMotoServer(ThreadedMotoServer):
     """moto's threaded server with IAM checked in front of every service."""
 
@@ -372,7 +390,7 @@ class _IamMotoServer(ThreadedMotoServer):
         self._authorizer = authorizer
 
     def _server_entry(self) -> None:
-        app = IamMiddleware(DomainDispatcherApplication(create_backend_app), self._authorizer)
+        app = IamMiddleware(_RememberingDispatcher(create_backend_app), self._authorizer)
         self._server = make_server(self._ip_address, self._port, app, True)
         self._server_ready_event.set()
         self._server.serve_forever()

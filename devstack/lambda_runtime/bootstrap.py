@@ -4,14 +4,17 @@ Started by ``devstack.workers`` as its own OS process, with exactly the function
 It uses only the standard library and is run as a script from this folder, so nothing of the
 local stack is importable by the function, as on Lambda. Requests and replies are JSON frames
 (4-byte big-endian length, then the bytes) on the two pipes named by DEVSTACK_RUNTIME_FDS;
-stdout and stderr are the function's log.
+stdout and stderr are the function's log, which gets the platform's REPORT line after each
+invocation, as in CloudWatch.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
+import resource
 import struct
 import sys
 import time
@@ -92,7 +95,28 @@ def invoke(handler: Any, request: dict[str, Any]) -> dict[str, Any]:
                 "error_type": "Runtime.MarshalError"}
 
 
+def report(request_id: str, started: float, init_ms: float | None) -> str:
+    """The platform's REPORT line for one invocation."""
+    duration = (time.perf_counter() - started) * 1000
+    used_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    line = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
+            f"Billed Duration: {math.ceil(duration)} ms\t"
+            f"Memory Size: {os.environ.get('AWS_LAMBDA_FUNCTION_MEMORY_SIZE', '?')} MB\t"
+            f"Max Memory Used: {used_mb} MB")
+    return line if init_ms is None else f"{line}\tInit Duration: {init_ms:.2f} ms"
+
+
+def serve(handler: Any, requests: BinaryIO, replies: BinaryIO, init_ms: float | None) -> None:
+    while (request := read_frame(requests)) is not None:
+        started = time.perf_counter()
+        write_frame(replies, invoke(handler, request))
+        print(report(request["context"]["aws_request_id"], started, init_ms),
+              file=sys.stderr, flush=True)
+        init_ms = None
+
+
 def main() -> int:
+    init_started = time.perf_counter()
     read_fd, write_fd = (int(fd) for fd in os.environ.pop("DEVSTACK_RUNTIME_FDS").split(","))
     requests, replies = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
     sys.path[0] = os.environ["LAMBDA_TASK_ROOT"]  # this folder is not the function's
@@ -108,8 +132,7 @@ def main() -> int:
         write_frame(replies, {"init_error": "Runtime.ImportModuleError", "message": message})
         return 1
     write_frame(replies, {"ready": True})
-    while (request := read_frame(requests)) is not None:
-        write_frame(replies, invoke(handler, request))
+    serve(handler, requests, replies, (time.perf_counter() - init_started) * 1000)
     return 0
 
 

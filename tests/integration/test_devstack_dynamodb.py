@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
@@ -93,3 +94,43 @@ def test_concurrent_debits_never_overdraw(table: Any) -> None:
         thread.join()
     assert sorted(outcomes) == ["ok"] * 3 + ["refused"] * 5
     assert table.get_item(Key={"pk": "account"})["Item"]["balance"] == 1
+
+
+@pytest.fixture
+def items_table(table: Any) -> Any:
+    created = table.meta.client.create_table(
+        TableName="items", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "N"},
+                              {"AttributeName": "state", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_state",
+                                 "KeySchema": [{"AttributeName": "state", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"}}],
+    )
+    resource = boto3.resource("dynamodb").Table(created["TableDescription"]["TableName"])
+    with resource.batch_writer() as writer:
+        for task in ("a", "b", "c"):
+            for n in (3, 1, 2, 10):
+                writer.put_item(Item={"pk": task, "sk": n, "state": f"{task}{n % 2}"})
+    return resource
+
+
+def test_a_query_reads_its_own_partition_in_key_order(items_table: Any) -> None:
+    def keys(**query: Any) -> list[tuple[str, int]]:
+        reply = items_table.query(KeyConditionExpression=Key("pk").eq("b"), **query)
+        return [(item["pk"], int(item["sk"])) for item in reply["Items"]]
+
+    assert keys() == [("b", 1), ("b", 2), ("b", 3), ("b", 10)]
+    assert keys(ScanIndexForward=False) == [("b", 10), ("b", 3), ("b", 2), ("b", 1)]
+    first = items_table.query(KeyConditionExpression=Key("pk").eq("b"), Limit=3)
+    assert keys(ExclusiveStartKey=first["LastEvaluatedKey"]) == [("b", 10)]
+    assert keys(FilterExpression=Attr("state").eq("b1")) == [("b", 1), ("b", 3)]
+    assert items_table.query(KeyConditionExpression=Key("pk").eq("z"))["Items"] == []
+
+
+def test_an_index_query_still_reads_across_partitions(items_table: Any) -> None:
+    reply = items_table.query(IndexName="by_state", KeyConditionExpression=Key("state").eq("c0"))
+    assert sorted(int(item["sk"]) for item in reply["Items"]) == [2, 10]
+    assert {item["pk"] for item in reply["Items"]} == {"c"}

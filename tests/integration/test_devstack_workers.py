@@ -133,6 +133,24 @@ def test_a_warm_environment_keeps_module_state_and_its_tmp(
     assert pool.environments == 1
 
 
+def test_each_invocation_logs_the_platform_s_report_line(
+        probe: tuple[Function, WorkerPool], capfd: pytest.CaptureFixture[str]) -> None:
+    function, pool = probe
+    contexts = [context_for(function), context_for(function)]
+    for context in contexts:
+        pool({}, context)
+    deadline = time.monotonic() + 5
+    reports: list[str] = []
+    while len(reports) < 2 and time.monotonic() < deadline:
+        reports += [line for line in capfd.readouterr().err.splitlines()
+                    if line.startswith("REPORT ")]
+    cold, warm = reports
+    assert f"RequestId: {contexts[0].aws_request_id}\tDuration: " in cold
+    assert f"Memory Size: {function.memory_size} MB\tMax Memory Used: " in cold
+    assert "Init Duration: " in cold and "Init Duration" not in warm
+    assert f"RequestId: {contexts[1].aws_request_id}" in warm
+
+
 def test_concurrent_invocations_get_their_own_process_and_tmp_up_to_the_limit(
         probe: tuple[Function, WorkerPool]) -> None:
     function, pool = probe
