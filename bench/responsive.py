@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from bench.context import Context
 from bench.photos import BATCH_FEATURE, BATCH_INPUTS, thumbnails
@@ -19,6 +21,7 @@ TICKS_PER_CREATE = 4  # and a create every fourth
 CREATORS = 4  # 15 creates a minute each: under basic_clean's rate limit of 30
 IDLE_SAMPLES = 160
 TARGET = 3.0
+WATCH_INTERVAL_S = 1.0  # each batch's owner watches it as the web console does, once a second
 
 
 @dataclass
@@ -40,22 +43,40 @@ class _Probe:
         read_inputs = [u.input_url for u in self.reader.upload(small)]
         self.read_task = self.reader.create_batch(BATCH_FEATURE, read_inputs, **BATCH_INPUTS)
         self.reader.wait(self.read_task)
+        self.warm()
         self.tick = 0
+
+    def warm(self) -> None:
+        """As many warm environments as the loaded phase uses at once (every creator, the
+        reader and each batch's owner), so that a cold start, which costs the same idle or
+        loaded and has a section of its own, does not decide either tail."""
+        token = str(self.reader.session.headers["Authorization"]).removeprefix("Bearer ")
+        owners = [PixelBatchClient(self.reader.base_url, token) for _ in range(LOAD_BATCHES)]
+        calls = [*(partial(self.create, which) for which in range(CREATORS)),
+                 *(partial(self.read, client) for client in [self.reader, *owners])]
+        with ThreadPoolExecutor(len(calls)) as pool:
+            for _ in range(2):
+                list(pool.map(lambda call: call(), calls))
+
+    def create(self, which: int) -> None:
+        reply = self.creators[which].request("POST", "/api/tasks/batch", json={
+            "feature_id": BATCH_FEATURE, "input_images": self.inputs[which],
+            "input_data": BATCH_INPUTS})
+        assert reply.status_code == 200, reply.text
+
+    def read(self, client: PixelBatchClient) -> None:
+        reply = client.request("GET", f"/api/tasks/{self.read_task}")
+        assert reply.status_code == 200, reply.text
 
     def sample(self, into: Samples) -> None:
         if self.tick % TICKS_PER_CREATE == 0:
-            which = (self.tick // TICKS_PER_CREATE) % CREATORS
             started = time.perf_counter()
-            reply = self.creators[which].request("POST", "/api/tasks/batch", json={
-                "feature_id": BATCH_FEATURE, "input_images": self.inputs[which],
-                "input_data": BATCH_INPUTS})
+            self.create((self.tick // TICKS_PER_CREATE) % CREATORS)
             into.create.append(time.perf_counter() - started)
-            assert reply.status_code == 200, reply.text
         self.tick += 1
         started = time.perf_counter()
-        reply = self.reader.request("GET", f"/api/tasks/{self.read_task}")
+        self.read(self.reader)
         into.read.append(time.perf_counter() - started)
-        assert reply.status_code == 200, reply.text
 
     def paced(self, into: Samples, until: threading.Event | None, count: int) -> None:
         taken = 0
@@ -77,7 +98,7 @@ def _load(ctx: Context, done: threading.Event) -> int:
         tasks.append((client, client.create_batch(BATCH_FEATURE, inputs, **BATCH_INPUTS)))
     try:
         for client, task_id in tasks:
-            client.wait(task_id, timeout=3600)
+            client.wait(task_id, timeout=3600, interval=WATCH_INTERVAL_S)
     finally:
         done.set()
     return len(photos) * LOAD_BATCHES
@@ -131,8 +152,10 @@ def run(ctx: Context) -> Section:
         f"From one thread, a user reads a finished task every {PACE_S} s and, every "
         f"{TICKS_PER_CREATE} reads, one of {CREATORS} users creates a 1-image batch: "
         f"{IDLE_SAMPLES // 2} ticks on the idle stack, then for as long as {LOAD_BATCHES} "
-        f"batches of {ctx.plan.images} phone photos (basic_clean) run, then "
-        f"{IDLE_SAMPLES // 2} ticks idle again. Every Lambda runs in "
+        f"batches of {ctx.plan.images} phone photos (basic_clean) run, each watched by its "
+        f"owner polling every {WATCH_INTERVAL_S:g} s as the web console does, then "
+        f"{IDLE_SAMPLES // 2} ticks idle again. The API's environments are warmed first, as many "
+        f"at once as the loaded phase uses. Every Lambda runs in "
         f"its own process, so image work and the API compete only for the "
         f"{os.cpu_count()} cores, as separate execution environments would for the host."
     )

@@ -38,7 +38,6 @@ from devstack.scheduler import Scheduler
 from devstack.sqs_poller import QueuePoller
 from devstack.template import Function, Naming, Schedule, Template, TemplateError, load_template
 from devstack.workers import (
-    BACKGROUND_NICE,
     DEFAULT_CONCURRENCY,
     LOCAL_RUNTIME_SETTINGS,
     WorkerPool,
@@ -254,7 +253,7 @@ class LocalStack:
         env = runtime_environment(function, self.endpoint_url, self.template.naming.region,
                                   credentials)
         return WorkerPool(function, env, function.reserved_concurrency or DEFAULT_CONCURRENCY,
-                          nice=0 if function.routes else BACKGROUND_NICE)
+                          background=not function.routes)
 
     def _start_scheduler(self) -> None:
         if self.config.schedule_scale is None:

@@ -42,8 +42,9 @@ log = logging.getLogger("devstack.workers")
 BOOTSTRAP = Path(__file__).resolve().parent / "lambda_runtime" / "bootstrap.py"
 DEFAULT_CONCURRENCY = 10  # environments per function when the template reserves none
 # On AWS every environment has a CPU share of its own; here they share a few cores. Functions no
-# route invokes (state machine steps, schedules) yield the CPU to those serving requests, so
-# that image work cannot starve the API as it cannot on AWS.
+# route invokes (state machine steps, schedules) run on the CPU time that the API and the
+# emulator leave over (SCHED_IDLE; nice 19 besides), so image work cannot slow the API, as it
+# cannot on AWS.
 BACKGROUND_NICE = 19
 # Lambda gives init 10 s, then retries it within the invocation's own timeout
 INIT_TIMEOUT_SECONDS = 10.0
@@ -96,7 +97,7 @@ def runtime_environment(function: Function, endpoint_url: str, region: str,
 class _Environment:
     """One execution environment: a process and the two pipes to it."""
 
-    def __init__(self, function: Function, env: Mapping[str, str], nice: int = 0) -> None:
+    def __init__(self, function: Function, env: Mapping[str, str], background: bool) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"lambda-{function.logical_id}-"))
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
@@ -111,8 +112,8 @@ class _Environment:
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
-        if nice:
-            os.setpriority(os.PRIO_PROCESS, self.process.pid, nice)
+        if background:
+            _run_in_background(self.process.pid)
 
     def init(self, timeout: float) -> None:
         reply = self._receive(time.monotonic() + timeout)
@@ -165,6 +166,12 @@ class _Environment:
         return b"".join(chunks)
 
 
+def _run_in_background(pid: int) -> None:
+    os.setpriority(os.PRIO_PROCESS, pid, BACKGROUND_NICE)
+    if hasattr(os, "SCHED_IDLE"):  # Linux
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+
+
 class _InitError(Exception):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
@@ -175,11 +182,11 @@ class WorkerPool:
     """The execution environments of one function."""
 
     def __init__(self, function: Function, env: Mapping[str, str],
-                 concurrency: int = DEFAULT_CONCURRENCY, nice: int = 0) -> None:
+                 concurrency: int = DEFAULT_CONCURRENCY, background: bool = False) -> None:
         self.function = function
         self._env = dict(env)
         self._concurrency = concurrency
-        self._nice = nice
+        self._background = background
         self._idle: list[_Environment] = []
         self._count = 0
         self._started = 0
@@ -234,7 +241,7 @@ class WorkerPool:
     def _start(self, request_id: str) -> _Environment:
         environment: _Environment | None = None
         try:
-            environment = _Environment(self.function, self._env, self._nice)
+            environment = _Environment(self.function, self._env, self._background)
             environment.init(max(INIT_TIMEOUT_SECONDS, float(self.function.timeout)))
             return environment
         except _InitError as exc:
