@@ -4,10 +4,6 @@ nothing. The event goes back to Cognito unchanged, as the trigger contract requi
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import event_source
-from aws_lambda_powertools.utilities.data_classes.cognito_user_pool_event import (
-    PostConfirmationTriggerEvent,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixelbatch.observability import logger, metrics, tracer
 from pixelbatch.signup import build_lifecycle, on_confirmed
@@ -18,7 +14,8 @@ lifecycle = build_lifecycle()
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_source(data_class=PostConfirmationTriggerEvent)
-def lambda_handler(event: PostConfirmationTriggerEvent, context: LambdaContext) -> dict[str, Any]:
-    on_confirmed(lifecycle, event.trigger_source, event.request.user_attributes)
-    return event.raw_event
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The two fields are read from the event itself: Powertools' event data classes come as one
+    # package of every event source, whose import would cost more than this whole function.
+    on_confirmed(lifecycle, event["triggerSource"], event["request"]["userAttributes"])
+    return event

@@ -101,6 +101,10 @@ class Container:
         )
 
     @cached_property
+    def webhooks(self) -> WebhookService:
+        return build_webhook_service(self.settings, self.clients)
+
+    @cached_property
     def announcer(self) -> WebhookAnnouncer | None:
         """Only the functions that finalize tasks are given the webhooks table and queue."""
         from pixelbatch.repos.webhooks import DeliveryQueue, WebhookStore
@@ -126,6 +130,13 @@ def build_container(
 
 class MissingSetting(RuntimeError):
     """The function's environment lacks a variable its code needs (a template mistake)."""
+
+
+def check_webhook_settings(settings: Settings) -> None:
+    """For the functions that serve the webhook routes: checked at cold start, while the
+    service itself waits for the first of those routes."""
+    if settings.webhooks_table is None:
+        raise MissingSetting("WEBHOOKS_TABLE")
 
 
 def build_webhook_service(settings: Settings, clients: AwsClients) -> WebhookService:
