@@ -8,12 +8,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixelbatch.api import views
 from pixelbatch.api.http import body_text, create_app, current_user, ok, query_int
-from pixelbatch.container import build_container, check_webhook_settings
+from pixelbatch.container import build_container, require_settings
 from pixelbatch.observability import logger, metrics, tracer
 
 app = create_app()
 container = build_container()
-check_webhook_settings(container.settings)
+require_settings(container.settings, "webhooks_table")
 
 
 @app.get("/api/quota")

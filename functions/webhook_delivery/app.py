@@ -10,20 +10,19 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pixelbatch.aws import AwsClients
-from pixelbatch.container import build_delivery_service
+from pixelbatch.container import build_container, require_settings
 from pixelbatch.observability import logger, metrics, tracer
 from pixelbatch.services.webhooks import Attempt
-from pixelbatch.settings import Settings
 
-deliveries = build_delivery_service(Settings.from_env(), AwsClients())
+container = build_container()
+require_settings(container.settings, "webhooks_table", "webhook_queue_url")
 # A receiver that is down is an expected answer, not a function error: the failed messages are
 # reported and come back when their backoff ends; the invocation itself succeeds.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def deliver(record: SQSRecord) -> str:
-    return deliveries.deliver(Attempt(
+    return container.deliveries.deliver(Attempt(
         body=record.body,
         receive_count=int(record.attributes.approximate_receive_count),
         receipt_handle=record.receipt_handle,
