@@ -1,7 +1,7 @@
 """Static pages served by the docs function on the API's own origin: the web console and the
 Swagger UI docs page. Files are read from the function's package (and Powertools' bundled
-Swagger UI) at cold start; nothing is fetched from elsewhere, and every page gets a strict
-Content-Security-Policy."""
+Swagger UI) once, by the first request for their page; nothing is fetched from elsewhere, and
+every page gets a strict Content-Security-Policy."""
 
 from __future__ import annotations
 

@@ -17,15 +17,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pixelbatch.clock import now_iso
 from pixelbatch.errors import WebhookNotFound, WebhookUrlInvalid
 from pixelbatch.imaging.failures import ItemFailure
-from pixelbatch.imaging.fetch import ReceiverPolicy, check_receiver_url, post_to_receiver
 from pixelbatch.models import Task, TaskStatus, Webhook
 from pixelbatch.observability import logger, metrics
 from pixelbatch.repos.tasks import TaskStore
 from pixelbatch.repos.webhooks import DeliveryQueue, WebhookStore
-from pixelbatch.webhook_signing import new_secret, signed_headers
 
 if TYPE_CHECKING:
     from pixelbatch.contract import WebhookBody
+    from pixelbatch.imaging.fetch import ReceiverPolicy
 
 MAX_WEBHOOKS_PER_USER = 10
 EVENT_TYPE = "task.finished"
@@ -45,6 +44,11 @@ class WebhookService:
         self._loopback = loopback_receivers
 
     def register(self, user_id: str, body: WebhookBody) -> Webhook:
+        # The URL check and signing come with requests and hmac: only these two methods need
+        # them, not the announcer that every task-finishing function builds.
+        from pixelbatch.imaging.fetch import check_receiver_url
+        from pixelbatch.webhook_signing import new_secret
+
         try:
             check_receiver_url(body.url, loopback_http=self._loopback)
         except ItemFailure as failure:
@@ -183,6 +187,9 @@ class DeliveryService:
             logger.info("webhook deleted; message dropped", webhook_id=message.webhook_id,
                         event_id=message.event_id)
             return "dropped"
+        from pixelbatch.imaging.fetch import post_to_receiver
+        from pixelbatch.webhook_signing import signed_headers
+
         timestamp = int(self._clock())
         headers = {**signed_headers([endpoint.secret], message.event_id, timestamp,
                                     message.body), "user-agent": USER_AGENT}
