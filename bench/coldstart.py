@@ -73,6 +73,10 @@ def _lambda_env(function: Function, core_layer: Path) -> dict[str, str]:
         "LAMBDA_TASK_ROOT": str(function.handler_file.parent),
         "PYTHONPATH": os.pathsep.join([str(core_layer), str(function.handler_file.parent)]),
         "PYTHONDONTWRITEBYTECODE": "1",
+        # The execution role's credentials, which Lambda puts in the environment (placeholders:
+        # nothing here calls AWS, but signing a URL locally needs some).
+        "AWS_ACCESS_KEY_ID": "ASIACOLDSTART", "AWS_SECRET_ACCESS_KEY": "coldstart",
+        "AWS_SESSION_TOKEN": "coldstart",
     })
     return env
 
@@ -112,24 +116,34 @@ class ColdStarts:
 
 
 def measure(before: Tree, after: Tree, repeats: int) -> ColdStarts:
-    names = sorted(set(before.functions) & set(after.functions))
-    measures: list[Callable[[], float]] = [partial(_import_reference, after)]
-    for name in names:
-        measures += [partial(_import_app, before, name), partial(_import_app, after, name)]
+    """Every function of this tree; before, those the baseline already had."""
+    jobs: list[tuple[str, str]] = [("reference", "")]
+    for name in sorted(after.functions):
+        if name in before.functions:
+            jobs.append(("before", name))
+        jobs.append(("after", name))
+    trees = {"before": before, "after": after}
+    measures: list[Callable[[], float]] = [
+        partial(_import_reference, after) if side == "reference"
+        else partial(_import_app, trees[side], name)
+        for side, name in jobs
+    ]
     results = rotated(measures, repeats)
-    return ColdStarts(
-        results[0],
-        {name: results[1 + 2 * i] for i, name in enumerate(names)},
-        {name: results[2 + 2 * i] for i, name in enumerate(names)},
-    )
+    by_side: dict[str, dict[str, list[float]]] = {"reference": {}, "before": {}, "after": {}}
+    for (side, name), times in zip(jobs, results, strict=True):
+        by_side[side][name] = times
+    return ColdStarts(by_side["reference"][""], by_side["before"], by_side["after"])
 
 
 def _rows(cold: ColdStarts) -> list[tuple[object, ...]]:
-    return [
-        (name, f"{median(cold.before[name]) * 1000:.0f}", f"{median(times) * 1000:.0f}",
-         f"{cold.ratio(cold.before[name]):.2f} → {cold.ratio(times):.2f}")
-        for name, times in cold.after.items()
-    ]
+    rows: list[tuple[object, ...]] = []
+    for name, times in cold.after.items():
+        before = cold.before.get(name)
+        before_ms = f"{median(before) * 1000:.0f}" if before else "—"
+        before_ratio = f"{cold.ratio(before):.2f}" if before else "(new)"
+        rows.append((name, before_ms, f"{median(times) * 1000:.0f}",
+                     f"{before_ratio} → {cold.ratio(times):.2f}"))
+    return rows
 
 
 def run(ctx: Context) -> Section:
@@ -148,12 +162,14 @@ def run(ctx: Context) -> Section:
         f"`{REFERENCE}` alone: {median(cold.reference) * 1000:.0f} ms (median). Each figure is "
         "the time of the import statement in a fresh interpreter, read from its own clock "
         "(interpreter startup left out), with the function's environment from the template, "
-        "its code directory and the core layer on `PYTHONPATH`, and bytecode writing off as on "
+        "its code directory and the core layer on `PYTHONPATH`, placeholder credentials in "
+        "the environment as Lambda gives the role's, and bytecode writing off as on "
         "Lambda's read-only /opt; third-party packages come from the project's venv (compiled "
         "at install, as layers/deps/Makefile compiles the layer). Before: commit "
         f"`{ctx.plan.baseline}`, its core layer as shipped then (sources only). After: this "
         "tree's core layer as `make -C layers/core build-CoreLayer` builds it for `sam build` "
-        f"(bytecode included). Reference, before and after run in turn, "
+        f"(bytecode included); a function the baseline did not have has no before. "
+        f"Reference, before and after run in turn, "
         f"{ctx.plan.coldstart_repeats} times, forward then backward; medians.",
     ])
     return Section("coldstart", "Cold start", headline, body)

@@ -24,7 +24,7 @@ class Plan:
     clients: int  # concurrent create-batch clients
     latency_rounds: int  # measured rounds of `clients` simultaneous requests
     latency_batch_size: int = 10
-    coldstart_repeats: int = 3
+    coldstart_repeats: int = 5  # imports take a fifth of a second: more runs steady the medians
     memory_images: int = 3  # photos per pipeline for the Lambda memory model
     baseline: str = BASELINE
 

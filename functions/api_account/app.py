@@ -8,13 +8,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixelbatch.api import views
 from pixelbatch.api.http import body_text, create_app, current_user, ok, query_int
-from pixelbatch.container import build_container, build_webhook_service
-from pixelbatch.contract import UploadsBody, WebhookBody, parse_body
+from pixelbatch.container import build_container, require_settings
 from pixelbatch.observability import logger, metrics, tracer
 
 app = create_app()
 container = build_container()
-webhooks = build_webhook_service(container.settings, container.clients)
+require_settings(container.settings, "webhooks_table")
 
 
 @app.get("/api/quota")
@@ -40,6 +39,8 @@ def list_features() -> Response:
 
 @app.post("/api/uploads")
 def create_uploads() -> Response:
+    from pixelbatch.contract import UploadsBody, parse_body  # pydantic: only bodies need it
+
     body = parse_body(UploadsBody, body_text(app))
     uploads = container.accounts.presign_uploads(current_user(app), body)
     return ok({"uploads": [views.upload(item) for item in uploads]})
@@ -47,18 +48,21 @@ def create_uploads() -> Response:
 
 @app.post("/api/webhooks")
 def create_webhook() -> Response:
+    from pixelbatch.contract import WebhookBody, parse_body
+
     body = parse_body(WebhookBody, body_text(app))
-    return ok(views.webhook_created(webhooks.register(current_user(app), body)))
+    return ok(views.webhook_created(container.webhooks.register(current_user(app), body)))
 
 
 @app.get("/api/webhooks")
 def list_webhooks() -> Response:
-    return ok({"webhooks": [views.webhook(item) for item in webhooks.list(current_user(app))]})
+    webhooks = container.webhooks.list(current_user(app))
+    return ok({"webhooks": [views.webhook(item) for item in webhooks]})
 
 
 @app.delete("/api/webhooks/<webhookId>")
 def delete_webhook(webhookId: str) -> Response:
-    webhooks.delete(current_user(app), webhookId)
+    container.webhooks.delete(current_user(app), webhookId)
     return ok({"webhook_id": webhookId, "deleted": True})
 
 

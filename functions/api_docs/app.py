@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixelbatch.api import web
 from pixelbatch.api.http import JSON, create_app
-from pixelbatch.api.openapi import build_document
 from pixelbatch.aws import AwsClients
 from pixelbatch.errors import NotFound
 from pixelbatch.observability import logger, metrics, tracer
@@ -25,16 +24,32 @@ DEFAULT_STAGE = "$default"
 NO_STORE = {"Cache-Control": "no-store"}
 
 settings = Settings.from_env()
-DOCS_FILES = {
-    **web.load_assets(web.SWAGGER_UI_DIR, web.SWAGGER_UI_FILES),
-    **web.load_assets(HERE / "docs"),
-}
-CONSOLE_FILES = web.load_assets(HERE / "console")
 CONSOLE_CONFIG = web.console_config(os.environ)
-CONSOLE_POLICY = web.console_policy([
-    *web.storage_origins(AwsClients().s3, [settings.uploads_bucket, settings.outputs_bucket]),
-    *web.config_origins(CONSOLE_CONFIG),
-])
+
+
+# Each page's files, its policy and the OpenAPI document are made by the first request that
+# needs them: a cold start serving the console does not read Swagger UI's bundle, and one
+# serving the docs does not make an S3 client.
+@cache
+def docs_files() -> dict[str, web.Asset]:
+    return {
+        **web.load_assets(web.SWAGGER_UI_DIR, web.SWAGGER_UI_FILES),
+        **web.load_assets(HERE / "docs"),
+    }
+
+
+@cache
+def console_files() -> dict[str, web.Asset]:
+    return web.load_assets(HERE / "console")
+
+
+@cache
+def console_policy() -> str:
+    return web.console_policy([
+        *web.storage_origins(AwsClients().s3, [settings.uploads_bucket, settings.outputs_bucket]),
+        *web.config_origins(CONSOLE_CONFIG),
+    ])
+
 
 app = create_app()
 
@@ -47,24 +62,24 @@ def openapi_json() -> Response:
 
 @app.get("/api/docs")
 def docs_page() -> Response:
-    return _found(web.serve(DOCS_FILES.get("index.html"), web.DOCS_POLICY, cache=False))
+    return _found(web.serve(docs_files().get("index.html"), web.DOCS_POLICY, cache=False))
 
 
 @app.get("/api/docs/<name>")
 def docs_file(name: str) -> Response:
-    return _found(web.serve(DOCS_FILES.get(name), web.DOCS_POLICY))
+    return _found(web.serve(docs_files().get(name), web.DOCS_POLICY))
 
 
 @app.get("/")
 def console_page() -> Response:
-    return _found(web.serve(CONSOLE_FILES.get("index.html"), CONSOLE_POLICY, cache=False))
+    return _found(web.serve(console_files().get("index.html"), console_policy(), cache=False))
 
 
 @app.get("/console/<name>")
 def console_file(name: str) -> Response:
     if name == "config.json":
         return Response(200, JSON, json.dumps(CONSOLE_CONFIG), headers=NO_STORE)
-    return _found(web.serve(CONSOLE_FILES.get(name), CONSOLE_POLICY))
+    return _found(web.serve(console_files().get(name), console_policy()))
 
 
 def _found(response: Response | None) -> Response:
@@ -80,6 +95,8 @@ def server_url(stage: str | None) -> str:
 
 @lru_cache(maxsize=4)
 def document_json(server: str) -> str:
+    from pixelbatch.api.openapi import build_document  # the contract's models come with it
+
     return json.dumps(build_document(server), ensure_ascii=False, separators=(",", ":"))
 
 

@@ -20,7 +20,6 @@ from pixelbatch.api.http import (
 )
 from pixelbatch.api.idempotency import HEADER, IdempotentRoutes
 from pixelbatch.container import build_container
-from pixelbatch.contract import BatchBody, SingleBody, parse_body
 from pixelbatch.observability import logger, metrics, tracer
 
 app = create_app()
@@ -40,6 +39,8 @@ def once(route: str, action: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
 @app.post("/api/tasks/batch")
 @tracer.capture_method
 def create_batch() -> Response:
+    from pixelbatch.contract import BatchBody, parse_body  # pydantic: only bodies need it
+
     body = parse_body(BatchBody, body_text(app))
 
     def create(user: str) -> dict[str, Any]:
@@ -53,6 +54,8 @@ def create_batch() -> Response:
 @app.post("/api/tasks")
 @tracer.capture_method
 def create_single() -> Response:
+    from pixelbatch.contract import SingleBody, parse_body
+
     body = parse_body(SingleBody, body_text(app))
 
     def create(user: str) -> dict[str, Any]:

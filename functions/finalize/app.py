@@ -15,7 +15,7 @@ container = build_container()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = RoundEvent.model_validate(event)
+    request = RoundEvent.from_event(event)
     # Per thread: the local stack runs several invocations in one process.
     logger.thread_safe_clear_keys()
     logger.thread_safe_append_keys(task_id=request.task_id, round=request.round)

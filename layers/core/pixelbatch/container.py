@@ -101,6 +101,14 @@ class Container:
         )
 
     @cached_property
+    def webhooks(self) -> WebhookService:
+        return build_webhook_service(self.settings, self.clients)
+
+    @cached_property
+    def deliveries(self) -> DeliveryService:
+        return build_delivery_service(self.settings, self.clients)
+
+    @cached_property
     def announcer(self) -> WebhookAnnouncer | None:
         """Only the functions that finalize tasks are given the webhooks table and queue."""
         from pixelbatch.repos.webhooks import DeliveryQueue, WebhookStore
@@ -126,6 +134,14 @@ def build_container(
 
 class MissingSetting(RuntimeError):
     """The function's environment lacks a variable its code needs (a template mistake)."""
+
+
+def require_settings(settings: Settings, *names: str) -> None:
+    """Settings that only some functions need, checked at their cold start while the services
+    that use them wait for their first use."""
+    missing = [name.upper() for name in names if getattr(settings, name) is None]
+    if missing:
+        raise MissingSetting(" and ".join(missing))
 
 
 def build_webhook_service(settings: Settings, clients: AwsClients) -> WebhookService:

@@ -25,7 +25,7 @@ from pixelbatch.services.webhooks import (
     MAX_WEBHOOKS_PER_USER,
     RETRY_SCHEDULE,
 )
-from pixelbatch.settings import Settings
+from pixelbatch.settings import MAX_UPLOAD_BYTES
 
 Json = dict[str, Any]
 Example = type[errors.DomainError] | tuple[type[errors.DomainError], str]
@@ -274,7 +274,7 @@ def _request_schemas() -> Json:
                 "content_type": {"type": "string", "enum": list(UPLOAD_CONTENT_TYPES)},
                 "size": _integer(
                     1,
-                    maximum=Settings.model_fields["max_upload_bytes"].default,
+                    maximum=MAX_UPLOAD_BYTES,
                     description="Bytes the client will PUT (the presigned URL is bound to it)",
                 ),
             },

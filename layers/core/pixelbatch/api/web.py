@@ -1,7 +1,7 @@
 """Static pages served by the docs function on the API's own origin: the web console and the
 Swagger UI docs page. Files are read from the function's package (and Powertools' bundled
-Swagger UI) at cold start; nothing is fetched from elsewhere, and every page gets a strict
-Content-Security-Policy."""
+Swagger UI) once, by the first request for their page; nothing is fetched from elsewhere, and
+every page gets a strict Content-Security-Policy."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aws_lambda_powertools
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi import swagger_ui
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -20,7 +20,8 @@ CONTENT_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-SWAGGER_UI_DIR = Path(swagger_ui.__file__).parent
+# Found by path: importing the swagger_ui module would import pydantic for its OAuth2 model.
+SWAGGER_UI_DIR = Path(aws_lambda_powertools.__file__).parent / "event_handler/openapi/swagger_ui"
 SWAGGER_UI_FILES = {"swagger-ui-bundle.min.js", "swagger-ui.min.css"}
 CACHE_SECONDS = 300
 

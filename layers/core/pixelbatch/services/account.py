@@ -6,9 +6,9 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from pixelbatch.clock import iso, now
-from pixelbatch.contract import UPLOAD_CONTENT_TYPES, UploadFile, UploadsBody
 from pixelbatch.errors import FileTooLarge, UnsupportedFileType
 from pixelbatch.models import Account, Feature, LedgerEntry
 from pixelbatch.repos.accounts import AccountStore
@@ -16,6 +16,9 @@ from pixelbatch.repos.objects import ObjectStore
 from pixelbatch.services.catalog import CatalogService
 from pixelbatch.services.tasks import DEFAULT_PLAN
 from pixelbatch.settings import Settings
+
+if TYPE_CHECKING:
+    from pixelbatch.contract import UploadFile, UploadsBody
 
 _EXTENSIONS = {
     "image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif",
@@ -63,6 +66,9 @@ class AccountService:
         return [self._presign(user_id, file, expires_at) for file in body.files]
 
     def _check_file(self, position: int, file: UploadFile) -> None:
+        # Imported here, as the body's models already are: the other routes do without pydantic.
+        from pixelbatch.contract import UPLOAD_CONTENT_TYPES
+
         if file.content_type not in UPLOAD_CONTENT_TYPES:
             raise UnsupportedFileType(f"files[{position}]: 不支持的文件类型 {file.content_type}")
         if file.size > self._settings.max_upload_bytes:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pixelbatch.clock import now_iso
-from pixelbatch.contract import BatchBody, SingleBody
 from pixelbatch.errors import (
     ImageNotAllowed,
     NoFailedItems,
@@ -24,7 +23,6 @@ from pixelbatch.errors import (
     TaskNotFound,
 )
 from pixelbatch.imaging.failures import ItemFailure
-from pixelbatch.imaging.fetch import check_input_url_syntax
 from pixelbatch.models import (
     UNFINISHED_ITEM_STATUSES,
     Item,
@@ -42,8 +40,9 @@ from pixelbatch.repos.tasks import ItemFailureRecord, TaskPage, TaskStore
 from pixelbatch.services.catalog import CatalogService, RateLimiter, validate_inputs
 from pixelbatch.settings import Settings
 
-if TYPE_CHECKING:  # built by the container only where webhooks are configured
-    from pixelbatch.services.webhooks import WebhookAnnouncer
+if TYPE_CHECKING:
+    from pixelbatch.contract import BatchBody, SingleBody
+    from pixelbatch.services.webhooks import WebhookAnnouncer  # only where webhooks are set up
 
 DEFAULT_PLAN = "free"
 OPEN = (TaskStatus.PENDING, TaskStatus.PROCESSING)
@@ -89,6 +88,9 @@ class TaskService:
     # ------------------------------------------------------------------ create
 
     def create(self, user_id: str, body: BatchBody | SingleBody) -> Task:
+        # Imported by the routes that create: the reads need neither pydantic nor requests.
+        from pixelbatch.contract import BatchBody
+
         images = body.input_images
         self._check_inputs(user_id, images)
         account = self._accounts.get(user_id)
@@ -107,6 +109,8 @@ class TaskService:
         return task
 
     def _check_inputs(self, user_id: str, images: Sequence[str]) -> None:
+        from pixelbatch.imaging.fetch import check_input_url_syntax
+
         for position, url in enumerate(images):
             try:
                 check_input_url_syntax(

@@ -9,21 +9,22 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict
 
 from pixelbatch.clock import now_iso
-from pixelbatch.contract import WebhookBody
 from pixelbatch.errors import WebhookNotFound, WebhookUrlInvalid
 from pixelbatch.imaging.failures import ItemFailure
-from pixelbatch.imaging.fetch import ReceiverPolicy, check_receiver_url, post_to_receiver
 from pixelbatch.models import Task, TaskStatus, Webhook
 from pixelbatch.observability import logger, metrics
 from pixelbatch.repos.tasks import TaskStore
 from pixelbatch.repos.webhooks import DeliveryQueue, WebhookStore
-from pixelbatch.webhook_signing import new_secret, signed_headers
+
+if TYPE_CHECKING:
+    from pixelbatch.contract import WebhookBody
+    from pixelbatch.imaging.fetch import ReceiverPolicy
 
 MAX_WEBHOOKS_PER_USER = 10
 EVENT_TYPE = "task.finished"
@@ -43,6 +44,11 @@ class WebhookService:
         self._loopback = loopback_receivers
 
     def register(self, user_id: str, body: WebhookBody) -> Webhook:
+        # The URL check and signing come with requests and hmac: only these two methods need
+        # them, not the announcer that every task-finishing function builds.
+        from pixelbatch.imaging.fetch import check_receiver_url
+        from pixelbatch.webhook_signing import new_secret
+
         try:
             check_receiver_url(body.url, loopback_http=self._loopback)
         except ItemFailure as failure:
@@ -69,15 +75,25 @@ def _url_message(failure: ItemFailure) -> str:
 # ---------------------------------------------------------------------- announcing
 
 
-class DeliveryMessage(BaseModel):
+@dataclass(frozen=True)
+class DeliveryMessage:
     """What waits in the queue: which endpoint, and the exact body every attempt sends."""
-
-    model_config = ConfigDict(frozen=True)
 
     event_id: str
     owner_id: str
     webhook_id: str
     body: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> DeliveryMessage:
+        data = json.loads(text)
+        names = [spec.name for spec in fields(cls)]
+        if not isinstance(data, dict) or not all(isinstance(data.get(n), str) for n in names):
+            raise ValueError(f"a delivery message needs the strings {', '.join(names)}")
+        return cls(**{name: data[name] for name in names})
 
 
 def event_id(task_id: str, round_no: int) -> str:
@@ -125,7 +141,7 @@ class WebhookAnnouncer:
             for endpoint in endpoints:
                 message = DeliveryMessage(event_id=identifier, owner_id=task.owner_id,
                                           webhook_id=endpoint.webhook_id, body=body)
-                self._queue.send(message.model_dump_json())
+                self._queue.send(message.to_json())
         except Exception:
             logger.exception("webhook messages not queued", task_id=task.task_id)
             self._tasks.release_announcement(task.task_id, task.round)
@@ -165,12 +181,15 @@ class DeliveryService:
     def deliver(self, attempt: Attempt) -> str:
         """``delivered``, or ``dropped`` when the endpoint is gone; raises DeliveryFailed (after
         hiding the message until its next attempt is due) when the receiver did not take it."""
-        message = DeliveryMessage.model_validate_json(attempt.body)
+        message = DeliveryMessage.from_json(attempt.body)
         endpoint = self._store.get(message.owner_id, message.webhook_id)
         if endpoint is None:
             logger.info("webhook deleted; message dropped", webhook_id=message.webhook_id,
                         event_id=message.event_id)
             return "dropped"
+        from pixelbatch.imaging.fetch import post_to_receiver
+        from pixelbatch.webhook_signing import signed_headers
+
         timestamp = int(self._clock())
         headers = {**signed_headers([endpoint.secret], message.event_id, timestamp,
                                     message.body), "user-agent": USER_AGENT}
