@@ -19,7 +19,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer
 from werkzeug.wrappers import Request
 
 from devstack.apigw import (
@@ -33,6 +33,7 @@ from devstack.apigw import (
 )
 from devstack.auth import DEFAULT_TOKEN_TTL_SECONDS, DevTokens, Unauthorized, authorizer_claims
 from devstack.handlers import HandlerLoadError, HandlerRegistry, context_for
+from devstack.serving import PooledWSGIServer
 from devstack.stack import SeedUnavailable
 from devstack.template import HttpApi, JwtAuthorizer, Route, Template
 
@@ -349,7 +350,8 @@ class GatewayServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> GatewayServer:
-        self._server = make_server(self.host, self._requested_port, self.app, threaded=True)
+        self._server = PooledWSGIServer(self.host, self._requested_port, self.app,
+                                        "devstack-gateway")
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="devstack-gateway", daemon=True
         )

@@ -27,7 +27,6 @@ from botocore.config import Config
 from moto.core.config import default_user_config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.server import ThreadedMotoServer
-from werkzeug.serving import make_server
 
 from devstack import dynamodb_lock, resources, seam, sfn_credentials, sfn_fix
 from devstack.handlers import REPO_TEMPLATE, HandlerRegistry, LambdaHandler
@@ -35,6 +34,7 @@ from devstack.handlers import ensure_layers_importable as _ensure_layers_importa
 from devstack.iam import Role, role_for, roles_from_template
 from devstack.iam_enforce import IAM_RECORD_VARIABLE, Authorizer, IamMiddleware
 from devstack.scheduler import Scheduler
+from devstack.serving import PooledWSGIServer
 from devstack.sqs_poller import QueuePoller
 from devstack.template import Function, Naming, Schedule, Template, TemplateError, load_template
 from devstack.workers import (
@@ -390,6 +390,12 @@ class _IamMotoServer(ThreadedMotoServer):
 
     def _server_entry(self) -> None:
         app = IamMiddleware(_RememberingDispatcher(create_backend_app), self._authorizer)
-        self._server = make_server(self._ip_address, self._port, app, True)
+        self._server = PooledWSGIServer(self._ip_address, self._port, app, "devstack-moto")
         self._server_ready_event.set()
         self._server.serve_forever()
+
+    def stop(self) -> None:
+        server = self._server
+        super().stop()
+        if server is not None:
+            server.server_close()  # the port and the request threads, which moto leaves open
