@@ -211,7 +211,10 @@ class WorkerPool:
             self._discard(environment)
             raise FunctionError("Sandbox.Timedout",
                                 _timeout_payload(request_id, self.function.timeout))
-        self._release(environment)
+        if reply.get("exited"):
+            self._discard(environment)  # the runtime ended it (out of memory)
+        else:
+            self._release(environment)
         if reply.get("error_type"):
             raise FunctionError(str(reply["error_type"]), str(reply["payload"]))
         return str(reply["payload"])

@@ -118,12 +118,27 @@ def report(request_id: str, started: float, init_ms: float | None) -> str:
     return line if init_ms is None else f"{line}\tInit Duration: {init_ms:.2f} ms"
 
 
+def out_of_memory(request_id: str) -> dict[str, Any] | None:
+    """Lambda's reply when the environment went past its MemorySize (Lambda kills it then;
+    here the peak is read once the invocation is over), else None."""
+    limit = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 0)
+    if not limit or peak_memory_mb() <= limit:
+        return None
+    message = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+    return {"payload": error_payload("Runtime.OutOfMemory", message, request_id, []),
+            "error_type": "Runtime.OutOfMemory", "exited": True}
+
+
 def serve(handler: Any, requests: BinaryIO, replies: BinaryIO, init_ms: float | None) -> None:
     while (request := read_frame(requests)) is not None:
         started = time.perf_counter()
-        write_frame(replies, invoke(handler, request))
-        print(report(request["context"]["aws_request_id"], started, init_ms),
-              file=sys.stderr, flush=True)
+        request_id = request["context"]["aws_request_id"]
+        reply = invoke(handler, request)
+        killed = out_of_memory(request_id)
+        write_frame(replies, killed or reply)
+        print(report(request_id, started, init_ms), file=sys.stderr, flush=True)
+        if killed:
+            return
         init_ms = None
 
 

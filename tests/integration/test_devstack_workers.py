@@ -59,6 +59,7 @@ def handler(event, context):
     global INVOCATIONS
     INVOCATIONS += 1
     time.sleep(event.get("sleep", 0))
+    ballast = bytearray(b"x") * (event.get("allocate_mb", 0) << 20)  # written: resident
     if event.get("fail"):
         raise KeyError("boom")
     marker = os.path.join(tempfile.gettempdir(), "marker")
@@ -66,7 +67,8 @@ def handler(event, context):
     open(marker, "w").close()
     return {"pid": os.getpid(), "env": dict(os.environ), "path": sys.path,
             "tmp": tempfile.gettempdir(), "invocations": INVOCATIONS,
-            "marker_seen": seen_before, "remaining": context.get_remaining_time_in_millis()}
+            "marker_seen": seen_before, "remaining": context.get_remaining_time_in_millis(),
+            "allocated": len(ballast)}
 '''
 
 CREDENTIALS = Credentials("ASIATESTTESTTESTTEST", "secret", "token")
@@ -196,6 +198,21 @@ def test_a_timeout_kills_the_process_and_the_next_call_is_a_cold_start(
     assert not _alive(pid), "the timed-out environment's process must be gone"
     fresh = _invoke(function, pool)
     assert fresh["pid"] != pid and fresh["invocations"] == 1
+
+
+def test_going_past_memory_size_ends_the_environment_with_out_of_memory(
+        probe: tuple[Function, WorkerPool]) -> None:
+    function, pool = probe
+    pid = _invoke(function, pool)["pid"]
+    with pytest.raises(FunctionError) as raised:
+        _invoke(function, pool, {"allocate_mb": function.memory_size + 32})
+    assert raised.value.error_type == "Runtime.OutOfMemory"
+    assert "signal: killed" in json.loads(raised.value.payload)["errorMessage"]
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+    assert _invoke(function, pool)["invocations"] == 1, "the next call is a cold start"
 
 
 def test_an_import_error_is_the_runtime_s_init_error(tmp_path: Path) -> None:
