@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -11,6 +13,7 @@ import pytest
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.dynamodb.responses import DynamoHandler
 
 from devstack import dynamodb_lock
 
@@ -134,3 +137,33 @@ def test_an_index_query_still_reads_across_partitions(items_table: Any) -> None:
     reply = items_table.query(IndexName="by_state", KeyConditionExpression=Key("state").eq("c0"))
     assert sorted(int(item["sk"]) for item in reply["Items"]) == [2, 10]
     assert {item["pk"] for item in reply["Items"]} == {"c"}
+
+
+def test_item_replies_are_what_moto_s_own_encoder_writes(
+        table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: set[str] = set()
+
+    def both(self: DynamoHandler, action_result: Any) -> Any:
+        ours = dynamodb_lock._encoded(self, action_result)
+        if self._get_action() in dynamodb_lock.ITEM_OPERATIONS:
+            theirs = dynamodb_lock._ORIGINALS["serialized"](self, action_result)
+            assert json.loads(ours[2]) == json.loads(theirs[2]), self._get_action()
+            compared.add(self._get_action())
+        return ours
+
+    monkeypatch.setattr(DynamoHandler, "serialized", both)
+    client, key = table.meta.client, {"pk": "all-types"}
+    item = {**key, "n": Decimal("1.5"), "b": b"\x00\xff", "t": True, "z": None, "ss": {"a", "b"},
+            "ns": {Decimal(1), Decimal(2)}, "bs": {b"a"}, "m": {"l": ["y", Decimal(2), b"\x01"]}}
+    table.put_item(Item=item, ReturnConsumedCapacity="TOTAL")
+    assert table.get_item(Key=key, ReturnConsumedCapacity="TOTAL")["Item"]["b"].value == b"\x00\xff"
+    table.query(KeyConditionExpression=Key("pk").eq("all-types"), ReturnConsumedCapacity="TOTAL")
+    table.scan()
+    table.update_item(Key=key, UpdateExpression="SET n = n + :one",
+                      ExpressionAttributeValues={":one": 1}, ReturnValues="ALL_NEW")
+    client.transact_write_items(TransactItems=debit(1, "entry-3"))
+    client.transact_get_items(TransactItems=[{"Get": {"TableName": "t", "Key": key}}])
+    client.batch_get_item(RequestItems={"t": {"Keys": [key]}})
+    client.batch_write_item(RequestItems={"t": [{"PutRequest": {"Item": {"pk": "other"}}}]})
+    assert "ConsumedCapacityUnits" not in table.delete_item(Key=key, ReturnValues="ALL_OLD")
+    assert compared == dynamodb_lock.ITEM_OPERATIONS
