@@ -106,8 +106,7 @@ def run_pipeline(
     plan = [step for step in plan if step.spec not in _upright_specs()]
     luma = bool(plan) and plan[0].spec in _luma_specs()
     shrink = _leading_resize(plan)
-    image, icc = decode(data, max_pixels=max_pixels, luma=luma, shrink=shrink,
-                        resize_filter=plan[0].params["filter"] if shrink else "lanczos")
+    image, icc = decode(data, max_pixels=max_pixels, luma=luma, shrink=shrink)
     if shrink is not None:
         _check_size(image, plan[0].name, max_pixels)
         plan = plan[1:]  # the decoder did it
@@ -238,14 +237,12 @@ def decode(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     luma: bool = False,
     shrink: Shrink | None = None,
-    resize_filter: str = "lanczos",
 ) -> tuple[Image.Image, bytes | None]:
     """Decode to an upright RGB/RGBA image; also returns the source ICC profile, if any.
 
     ``luma``: only the luminance will be used, so a colour JPEG may decode straight to mode L.
     ``shrink``: the size wanted for an upright image of a given size; a JPEG decoder then
-    scales down by 2, 4 or 8 in the DCT on the way, and a resize (``resize_filter``) makes the
-    exact size.
+    scales down by 2, 4 or 8 in the DCT on the way, and a resize makes the exact size.
     """
     im = _open(data, max_pixels)
     # drafts are JPEG-only; its orientation is known from the header, before decoding
@@ -266,7 +263,7 @@ def decode(
     if shrink is not None and upright is None:
         target = shrink(image.size)
     if target is not None:
-        image = resized(image, target, resize_filter)
+        image = resized(image, target)
     return image, icc if isinstance(icc, bytes) else None
 
 
