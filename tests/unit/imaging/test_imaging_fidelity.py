@@ -29,6 +29,7 @@ BLUR_LIMIT = 2.0
 BLUR_PIPELINES = {"pl_portrait_retouch", "pl_hdr_tone", "pl_sepia_legacy"}
 MAX_SIZE_GROWTH = 1.05
 SMALL_PHOTOS = ["rocket.jpg", "retina.jpg", "coffee.png", "camera.png"]
+MID_SIZE = (2048, 1536)
 
 
 def mean_abs_difference(a: Rendered, b: Rendered) -> float:
@@ -54,6 +55,13 @@ def check_against_reference(pipeline_id: str, data: bytes) -> None:
 @pytest.mark.parametrize("name", SMALL_PHOTOS)
 def test_pipeline_matches_the_reference_on_corpus_photos(pipeline_id: str, name: str) -> None:
     check_against_reference(pipeline_id, (PHOTOS / name).read_bytes())
+
+
+@pytest.mark.parametrize("pipeline_id", sorted(PIPELINES))
+@pytest.mark.parametrize("index", [0, 7])  # the eighth is a star field: fine colour detail
+def test_pipeline_matches_the_reference_on_3_megapixel_photos(pipeline_id: str, index: int) -> None:
+    # large enough for the ops' faster approximations, which smaller images never take
+    check_against_reference(pipeline_id, phone_set(index + 1, *MID_SIZE)[index].read_bytes())
 
 
 @pytest.mark.slow
