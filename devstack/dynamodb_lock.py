@@ -71,7 +71,7 @@ def install() -> None:
     _ORIGINALS.update({f"handler.{name}": operation for name, operation in operations.items()})
     _ORIGINALS.update(transact_write_items=transact, query=query, all_items=all_items)
     for name, operation in operations.items():
-        setattr(DynamoHandler, name, _serialized(operation))
+        setattr(DynamoHandler, name, _one_at_a_time(operation))
     _ORIGINALS["serialized"] = DynamoHandler.serialized
     DynamoHandler.serialized = _encoded  # type: ignore[method-assign, assignment]
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
@@ -129,13 +129,13 @@ def _blob(value: bytes | str) -> str:
     return base64.b64encode(value).decode() if isinstance(value, bytes) else value
 
 
-def _serialized(operation: Callable[..., Any]) -> Callable[..., Any]:
+def _one_at_a_time(operation: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(operation)
-    def serialized(self: DynamoHandler) -> Any:
+    def locked(self: DynamoHandler) -> Any:
         with _LOCK:
             return operation(self)
 
-    return serialized
+    return locked
 
 
 def installed() -> bool:
