@@ -47,11 +47,7 @@ def test_stuck_items_are_failed_refunded_and_finalized(stack: Stack) -> None:
 def test_the_scheduled_reconciler_settles_stuck_items_with_its_own_role(stack: Stack) -> None:
     # Given a batch of 2 whose second item was claimed by a worker that died an hour ago
     user = stack.user("oskar", quota=10)
-    task_id = create(stack, user, photo_urls(stack, user, 2))
-    stack.invoke("StartBatchFunction", {"task_id": task_id, "round": 1})
-    process(stack, task_id, 0, 1)
-    assert build_container().task_store.claim_item(task_id, ItemRef(1, 1))
-    _backdate(stack, task_id, timedelta(hours=1))
+    task_id = stuck_batch(stack, user)
     # When EventBridge's schedule invokes the reconciler (as its role, under IAM)
     event = json.loads((REPO / "events" / "reconciler_scheduled.json").read_text())
     report = stack.invoke("ReconcilerFunction", event)
@@ -61,6 +57,17 @@ def test_the_scheduled_reconciler_settles_stuck_items_with_its_own_role(stack: S
     assert task["status"] == "partial_success"
     assert stack.balance(user) == 9
     assert stack.call("GET", f"/api/tasks/{task_id}/download-zip", user=user).status == 302
+
+
+def stuck_batch(stack: Stack, user: str) -> str:
+    """A 2-image batch: the first image done, the second claimed by a worker that died an
+    hour ago."""
+    task_id = create(stack, user, photo_urls(stack, user, 2))
+    stack.invoke("StartBatchFunction", {"task_id": task_id, "round": 1})
+    process(stack, task_id, 0, 1)
+    assert build_container().task_store.claim_item(task_id, ItemRef(1, 1))
+    _backdate(stack, task_id, timedelta(hours=1))
+    return task_id
 
 
 def _backdate(stack: Stack, task_id: str, age: timedelta) -> None:

@@ -7,24 +7,21 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import boto3
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
-from pixelbatch.container import build_container
 from pixelbatch.imaging.failures import ItemFailure
 from pixelbatch.imaging.fetch import ReceiverPolicy, post_to_receiver
-from pixelbatch.models import ItemRef
 from pixelbatch.services.webhooks import ATTEMPTS, MAX_WEBHOOKS_PER_USER, RETRY_SCHEDULE
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from devstack.sqs_poller import sqs_event
 from tests.integration.conftest import Stack
 from tests.integration.test_processing import create, photo_urls, process, run_round
-from tests.integration.test_reconciler import _backdate as backdate
+from tests.integration.test_reconciler import stuck_batch
 from tests.support.http_events import REPO
 from tests.support.receiver import Receiver, receiver
 
@@ -212,11 +209,7 @@ def test_a_batch_the_reconciler_settles_is_announced_by_it(stack: Stack) -> None
     # Given a batch whose second item was claimed by a worker that died an hour ago
     user = stack.user("rene", quota=10)
     register(stack, user, "https://a.example.com/hook")
-    task_id = create(stack, user, photo_urls(stack, user, 2))
-    stack.invoke("StartBatchFunction", {"task_id": task_id, "round": 1})
-    process(stack, task_id, 0, 1)
-    assert build_container().task_store.claim_item(task_id, ItemRef(1, 1))
-    backdate(stack, task_id, timedelta(hours=1))
+    stuck_batch(stack, user)
     # When the scheduled reconciler settles and finalizes it (as its own role)
     event = json.loads((REPO / "events" / "reconciler_scheduled.json").read_text())
     assert stack.invoke("ReconcilerFunction", event)["finalized_tasks"] == 1
