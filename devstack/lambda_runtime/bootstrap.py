@@ -108,35 +108,35 @@ def peak_memory_mb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
-def report(request_id: str, started: float, init_ms: float | None) -> str:
+def report(request_id: str, duration_ms: float, memory_size_mb: int, peak_mb: int,
+           init_ms: float | None) -> str:
     """The platform's REPORT line for one invocation."""
-    duration = (time.perf_counter() - started) * 1000
-    line = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
-            f"Billed Duration: {math.ceil(duration)} ms\t"
-            f"Memory Size: {os.environ.get('AWS_LAMBDA_FUNCTION_MEMORY_SIZE', '?')} MB\t"
-            f"Max Memory Used: {peak_memory_mb()} MB")
+    line = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+            f"Billed Duration: {math.ceil(duration_ms)} ms\t"
+            f"Memory Size: {memory_size_mb} MB\tMax Memory Used: {peak_mb} MB")
     return line if init_ms is None else f"{line}\tInit Duration: {init_ms:.2f} ms"
 
 
-def out_of_memory(request_id: str) -> dict[str, Any] | None:
-    """Lambda's reply when the environment went past its MemorySize (Lambda kills it then;
-    here the peak is read once the invocation is over), else None."""
-    limit = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 0)
-    if not limit or peak_memory_mb() <= limit:
-        return None
+def out_of_memory(request_id: str) -> dict[str, Any]:
+    """Lambda's reply for an environment that went past its MemorySize (Lambda kills it
+    then; here the peak is read once the invocation is over)."""
     message = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
     return {"payload": error_payload("Runtime.OutOfMemory", message, request_id, []),
             "error_type": "Runtime.OutOfMemory", "exited": True}
 
 
 def serve(handler: Any, requests: BinaryIO, replies: BinaryIO, init_ms: float | None) -> None:
+    memory_size_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 0)
     while (request := read_frame(requests)) is not None:
         started = time.perf_counter()
         request_id = request["context"]["aws_request_id"]
         reply = invoke(handler, request)
-        killed = out_of_memory(request_id)
-        write_frame(replies, killed or reply)
-        print(report(request_id, started, init_ms), file=sys.stderr, flush=True)
+        duration_ms = (time.perf_counter() - started) * 1000
+        peak_mb = peak_memory_mb()
+        killed = bool(memory_size_mb) and peak_mb > memory_size_mb
+        write_frame(replies, out_of_memory(request_id) if killed else reply)
+        print(report(request_id, duration_ms, memory_size_mb, peak_mb, init_ms),
+              file=sys.stderr, flush=True)
         if killed:
             return
         init_ms = None
