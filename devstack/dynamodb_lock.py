@@ -68,7 +68,6 @@ def install() -> None:
     if not all(map(callable, (transact, query, all_items))):
         raise RuntimeError("moto's DynamoDB transaction or query entry point moved")
     operations = _operations()
-    _ORIGINALS.update({f"handler.{name}": operation for name, operation in operations.items()})
     _ORIGINALS.update(transact_write_items=transact, query=query, all_items=all_items)
     for name, operation in operations.items():
         setattr(DynamoHandler, name, _one_at_a_time(operation))
