@@ -149,12 +149,22 @@ def finish(api: Api, task: Json, out: Path | None, progress: Progress) -> int:
     return STATUS_EXIT.get(task["status"], ERROR)
 
 
+def announce(created: Json, progress: Progress) -> None:
+    print(created["task_id"], flush=True)
+    progress.say(f"batch {created['task_id']}: {created['batch_total']} images, "
+                 f"{created['quota_cost']} quota charged")
+
+
 def follow(api: Api, task_id: str, args: argparse.Namespace, progress: Progress,
-           intro: str | None = None) -> int:
-    """Wait for the batch, retry its failed images as often as asked, then save the ZIP."""
+           created: Json | None = None) -> int:
+    """Wait for the batch, retry its failed images as often as asked, then save the ZIP.
+
+    A batch just created is announced inside the same guard, so Ctrl-C from the moment its
+    id is printed offers to cancel it.
+    """
     try:
-        if intro:
-            progress.say(intro)
+        if created is not None:
+            announce(created, progress)
         task = wait(api, task_id, progress)
         for _ in range(args.retry_failed):
             if task["batch_failed"] == 0 or task["status"] == "cancelled":
@@ -175,10 +185,7 @@ def cmd_run(api: Api, args: argparse.Namespace, progress: Progress) -> int:
     uploaded = api.upload(paths, lambda n: progress.show(f"uploading {n}/{len(paths)}"))
     progress.end()
     created = api.create_batch(args.feature, uploaded, params, args.idempotency_key)
-    print(created["task_id"], flush=True)
-    intro = (f"batch {created['task_id']}: {created['batch_total']} images, "
-             f"{created['quota_cost']} quota charged")
-    return follow(api, created["task_id"], args, progress, intro)
+    return follow(api, created["task_id"], args, progress, created)
 
 
 def cmd_status(api: Api, args: argparse.Namespace, progress: Progress) -> int:
