@@ -11,7 +11,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 # pip's own lines for each package it fetches and installs, so a first run is not silent
 PIP_SHOWN := "^(Collecting|Installing collected|Successfully installed|ERROR)"
 
-$(STAMP): requirements-dev.txt layers/deps/requirements.txt cli/pyproject.toml
+$(STAMP): requirements-dev.txt layers/deps/requirements.txt layers/imaging/requirements.txt \
+		cli/pyproject.toml
 	@test -x $(PY) || (echo "creating $(VENV) with $(PYTHON)" && $(PYTHON) -m venv $(VENV))
 	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	@echo "installing requirements-dev.txt into $(VENV) (the first time takes a few minutes)"

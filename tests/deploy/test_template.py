@@ -25,13 +25,19 @@ from tests.deploy.tooling import (
     venv_tool,
 )
 
-DEPENDENCY_IMPORTS: Final = {
-    "aws-lambda-powertools": "aws_lambda_powertools",
-    "pydantic": "pydantic",
-    "pillow": "PIL",
-    "requests": "requests",
-    "jsonschema": "jsonschema",
+# Each layer's packages that the code imports, by layer directory
+LAYER_IMPORTS: Final = {
+    "layers/deps": {
+        "aws-lambda-powertools": "aws_lambda_powertools",
+        "pydantic": "pydantic",
+        "pillow": "PIL",
+        "requests": "requests",
+        "jsonschema": "jsonschema",
+    },
+    "layers/imaging": {"numpy": "numpy", "opencv-python-headless": "cv2"},
 }
+# Lambda's limit on a function's code and layers together, unzipped
+UNZIPPED_LIMIT_BYTES: Final = 250 * 1024 * 1024
 PIN: Final = re.compile(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([^\s;#]+)")
 
 
@@ -130,9 +136,9 @@ def test_the_core_layer_holds_the_whole_pixelbatch_package(built: Path) -> None:
         assert (packaged / relative).read_bytes() == (source / relative).read_bytes(), relative
 
 
-def _pins() -> dict[str, str]:
+def _pins(content_uri: str) -> dict[str, str]:
     pins = {}
-    for line in (REPO / "layers" / "deps" / "requirements.txt").read_text().splitlines():
+    for line in (REPO / content_uri / "requirements.txt").read_text().splitlines():
         found = PIN.match(line.strip())
         if found:
             pins[found.group(1).lower().replace("_", "-")] = found.group(3)
@@ -147,15 +153,43 @@ def _installed(site: Path) -> dict[str, str]:
     return versions
 
 
-def test_the_dependencies_layer_holds_the_pinned_packages(built: Path) -> None:
-    site = built / _layer_dir("layers/deps") / "python"
-    pins = _pins()
-    assert set(DEPENDENCY_IMPORTS) <= set(pins)
+@pytest.mark.parametrize("content_uri", sorted(LAYER_IMPORTS))
+def test_the_package_layers_hold_their_pinned_packages(built: Path, content_uri: str) -> None:
+    site = built / _layer_dir(content_uri) / "python"
+    pins, imports = _pins(content_uri), LAYER_IMPORTS[content_uri]
+    assert set(imports) <= set(pins)
     installed = _installed(site)
     for name, version in pins.items():
         assert installed.get(name) == version, (name, installed.get(name))
-    for name, package in DEPENDENCY_IMPORTS.items():
+    for name, package in imports.items():
         assert (site / package / "__init__.py").is_file(), name
+
+
+def test_only_the_item_worker_carries_the_imaging_layer() -> None:
+    # Only ProcessItem runs pixels; the others would pay for 140 MB they never load
+    imaging = _layer_dir("layers/imaging")
+    functions = resources_of_type(_template(), "AWS::Serverless::Function")
+    carriers = {logical_id for logical_id, function in functions.items()
+                if {"Ref": imaging} in function["Properties"].get("Layers", [])}
+    assert carriers == {"ProcessItemFunction"}
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def test_every_function_fits_lambdas_unzipped_size_limit(built: Path) -> None:
+    template = _template()
+    built_template = load(built / "template.yaml")["Resources"]
+    layer_sizes = {
+        logical_id: _size(built / built_template[logical_id]["Properties"]["ContentUri"])
+        for logical_id in resources_of_type(template, "AWS::Serverless::LayerVersion")
+    }
+    shared = template["Globals"]["Function"].get("Layers", [])
+    for logical_id, function in resources_of_type(template, "AWS::Serverless::Function").items():
+        layers = [layer["Ref"] for layer in shared + function["Properties"].get("Layers", [])]
+        total = _size(built / logical_id) + sum(layer_sizes[layer] for layer in layers)
+        assert total < UNZIPPED_LIMIT_BYTES, (logical_id, total)
 
 
 def test_native_code_in_the_layers_is_built_for_arm64(built: Path) -> None:
@@ -168,7 +202,7 @@ def test_native_code_in_the_layers_is_built_for_arm64(built: Path) -> None:
     assert not wrong, f"not aarch64: {wrong[:10]}"
 
 
-@pytest.mark.parametrize("content_uri", ["layers/core", "layers/deps"])
+@pytest.mark.parametrize("content_uri", ["layers/core", "layers/deps", "layers/imaging"])
 def test_the_layers_carry_bytecode_for_the_runtime(built: Path, content_uri: str) -> None:
     """/opt is read-only on Lambda: a module without its .pyc is compiled at every cold start."""
     site = built / _layer_dir(content_uri) / "python"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from PIL import Image, ImageChops, ImageEnhance, ImageFilter, ImageStat
-from pixelbatch.imaging.ops import OPS, _box_radius
+from pixelbatch.imaging.ops import OPS
 
 Photo = Callable[[str], Image.Image]
 
@@ -301,16 +301,3 @@ def test_ops_do_not_modify_their_input(photo: Photo) -> None:
     for name, params in steps:
         run_op(name, im, **params)
     assert max_diff(im, before) == 0
-
-
-@pytest.mark.parametrize("sigma", [0.8, 0.95, 1.3, 2.0])
-def test_one_box_pass_spreads_a_point_as_far_as_the_gaussian_it_stands_for(sigma: float) -> None:
-    # Given a single white pixel on a black row
-    row = Image.new("L", (41, 1))
-    row.putpixel((20, 0), 255)
-    # When one box pass of the computed radius blurs it
-    spread = row.filter(ImageFilter.BoxBlur((_box_radius(sigma), 0)))
-    values = list(spread.getdata())
-    # Then the spread has the Gaussian's variance (to the rounding of 8-bit weights)
-    variance = sum(v * (x - 20) ** 2 for x, v in enumerate(values)) / sum(values)
-    assert variance == pytest.approx(sigma**2, rel=0.03)

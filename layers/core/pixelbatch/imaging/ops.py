@@ -15,14 +15,14 @@ from typing import Any
 
 from PIL import (
     Image,
-    ImageChops,
     ImageColor,
     ImageDraw,
-    ImageFilter,
     ImageFont,
     ImageMode,
     ImageOps,
 )
+
+from . import filters
 
 Params = Mapping[str, Any]
 OpFn = Callable[[Image.Image, Params], Image.Image]
@@ -317,7 +317,9 @@ def resized(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     if size == im.size:
         return im
     shrinking = size[0] < im.width
-    # reducing_gap: a fast box reduction first; indistinguishable from a full Lanczos pass
+    # reducing_gap: a fast box reduction first; indistinguishable from a full Lanczos pass.
+    # Cheaper filters are a tenth of a level from Lanczos, but a lossy encoder turns that
+    # into more than a level of difference in its output.
     return im.resize(size, _LANCZOS, reducing_gap=3.0 if shrinking else None)
 
 
@@ -416,10 +418,9 @@ def _saturation(im: Image.Image, p: Params) -> Image.Image:
         return im
     # one colour-matrix pass instead of ImageEnhance's grey copy, RGB copy and blend
     f = _factor(p["amount"])
-    rows = [[(1 - f) * w + (f if col == row else 0) for col, w in enumerate(_LUMA)] + [0]
+    rows = [[(1 - f) * w + (f if col == row else 0) for col, w in enumerate(_LUMA)]
             for row in range(3)]
-    matrix = tuple(v for r in rows for v in r)
-    return _on_color(im, lambda c: c.convert("RGB", matrix))
+    return _on_color(im, lambda c: filters.color_matrix(c, rows))
 
 
 @op("grayscale")
@@ -466,26 +467,14 @@ def _sharpen(im: Image.Image, p: Params) -> Image.Image:
     return _on_color(im, lambda c: _unsharp(c, percent))
 
 
-# A Gaussian of radius (sigma) 2 px, within a level or so, in cheap passes where Pillow's
-# filter makes six: 2x2 block averages, one box pass over those, a bicubic upscale (which adds
-# no variance; a bilinear one would leave creases on the block grid for sharpening to etch in).
-# The blocks' blur has a flatter response, so a radius a touch under 2 sharpens as much; at 2
-# files came out up to 6% bigger than Pillow's.
 _BLUR_SIGMA = 2.0
-_BLOCK_SIGMA = 1.8
-_BLUR_BLOCK = 2
-_BICUBIC = Image.Resampling.BICUBIC
 _THRESHOLD = 2
 _MID = 128  # differences and corrections are stored around mid-grey
 
 
 def _unsharp(im: Image.Image, percent: int) -> Image.Image:
-    """UnsharpMask(2, percent, threshold 2) with a cheaper blur and the same arithmetic."""
-    if im.width * im.height <= _EXACT_PIXELS:
-        return im.filter(ImageFilter.UnsharpMask(_BLUR_SIGMA, percent, _THRESHOLD))
-    difference = ImageChops.subtract(im, _gaussian_from_blocks(im), offset=_MID)
-    correction = difference.point(_correction_lut(percent) * len(im.getbands()))
-    return ImageChops.add(im, correction, offset=-_MID)
+    """Pillow's UnsharpMask(2, percent, threshold 2), on OpenCV's blur."""
+    return filters.unsharp_mask(im, _BLUR_SIGMA, _correction_lut(percent))
 
 
 @lru_cache(maxsize=16)
@@ -499,15 +488,6 @@ def _correction_lut(percent: int) -> list[int]:
     return lut
 
 
-def _gaussian_from_blocks(im: Image.Image) -> Image.Image:
-    """Much the same as GaussianBlur(_BLUR_SIGMA), by way of ``im``'s block averages."""
-    block_variance = (_BLUR_BLOCK**2 - 1) / 12
-    rest = math.sqrt(_BLOCK_SIGMA**2 - block_variance) / _BLUR_BLOCK  # in block units
-    small = im.reduce(_BLUR_BLOCK).filter(ImageFilter.BoxBlur(_box_radius(rest)))
-    box = (0.0, 0.0, im.width / _BLUR_BLOCK, im.height / _BLUR_BLOCK)  # tiles stay centred
-    return small.resize(im.size, _BICUBIC, box=box)
-
-
 @op("denoise", strength=_amount(0, 10, 2))
 def _denoise(im: Image.Image, p: Params) -> Image.Image:
     """Smooth flat areas with a light Gaussian blur while keeping edges crisp."""
@@ -519,31 +499,17 @@ def _denoise(im: Image.Image, p: Params) -> Image.Image:
 
 def _smooth_flat_areas(im: Image.Image, strength: float) -> Image.Image:
     # A median filter would preserve edges too, but costs ~1 s per 5 MP; an edge mask over a
-    # Gaussian blur is a few times faster and looks much the same on photo noise.
+    # Gaussian blur is many times faster and looks much the same on photo noise.
     sigma = 0.5 + 0.15 * strength
-    if im.width * im.height <= _EXACT_PIXELS:
-        smoothed = im.filter(ImageFilter.GaussianBlur(sigma))
-    else:  # one box pass with the same variance; GaussianBlur runs three
-        smoothed = im.filter(ImageFilter.BoxBlur(_box_radius(sigma)))
     weight = min(1.0, 0.2 + 0.08 * strength)
     # edges of the blurred luma: noise is already gone there, real edges remain
-    edges = smoothed.convert("L").filter(ImageFilter.FIND_EDGES)
-    mask = edges.point([_clip(weight * max(0, 255 - 4 * v)) for v in range(256)])
-    return Image.composite(smoothed, im, mask)
+    return filters.smooth_flat_areas(im, sigma, _flat_area_weights(weight))
 
 
-def _box_radius(sigma: float) -> float:
-    """The one-pass box blur radius with a Gaussian's variance (GaussianBlur runs three).
-
-    Pillow's box of radius n + f weighs n pixels each side fully and the next one by f.
-    """
-    n = 0
-    while (n + 1) * (n + 2) / 3 <= sigma * sigma:  # whole-pixel box of radius n + 1 fits
-        n += 1
-    whole = n * (n + 1) * (2 * n + 1) / 3  # sum of i² over -n..n
-    # sigma² = (whole + 2f(n+1)²) / (2n + 1 + 2f), solved for the fraction f
-    f = (sigma * sigma * (2 * n + 1) - whole) / (2 * (n + 1) ** 2 - 2 * sigma * sigma)
-    return n + f
+@lru_cache(maxsize=16)
+def _flat_area_weights(weight: float) -> list[int]:
+    """The blur's share (of 255) for each edge strength: all of ``weight`` where flat."""
+    return [_clip(weight * max(0, 255 - 4 * v)) for v in range(256)]
 
 
 # ---- overlays -----------------------------------------------------------------------------
