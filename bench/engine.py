@@ -27,16 +27,17 @@ SIGMA = 2.0
 PERCENT = 150  # hdr_tone's sharpen
 INSTALL = "pip install pyvips==3.2.0 pyvips-binary==8.18.7"
 DECISION = (
-    "Decision: Pillow decodes, resizes, draws and encodes; OpenCV (`opencv-python-headless`, "
-    "with numpy, in an imaging layer only ProcessItem carries) runs the neighbourhood filters "
-    "and the colour matrix, where Pillow's scalar loops cost the most: the same pixels to "
-    "within a level (tests/unit/imaging/test_imaging_filters.py), the filter itself three to "
-    "four times faster (about twice with the decode and encode around it, as above). Its wheels are manylinux2014, so the functions stay on the python3.11 runtime. "
-    "libvips is as fast on filters and faster at resizing, but pyvips's wheels need glibc "
-    "2.28 (python3.12+ runtimes on Amazon Linux 2023), a runtime this machine cannot build "
-    "the layers' bytecode for, and its resize kernels are not Pillow's Lanczos: a lossy "
-    "encoder turns even a tenth of a level of difference into more than a level in its output "
-    "(watermark's WEBP), so resizing stays on Pillow either way."
+    "Decision: Pillow decodes, resizes, draws and encodes; OpenCV (`opencv-python-headless` "
+    "with numpy, in an imaging layer that only ProcessItem carries) runs the neighbourhood "
+    "filters and the colour matrix, where Pillow's scalar loops cost the most. It gives the "
+    "same pixels to within a level (tests/unit/imaging/test_imaging_filters.py), and its "
+    "manylinux2014 wheels keep the functions on the python3.11 runtime. libvips decodes, "
+    "blurs and shrinks faster still, but pyvips's wheels need glibc 2.28 (the python3.12+ "
+    "runtimes on Amazon Linux 2023, whose bytecode this machine's Python cannot compile for "
+    "the layers), and its kernels are not Pillow's: a lossy encoder turns even a tenth of a "
+    "level of resize difference into more than a level in its output (watermark's WEBP), so "
+    "the product's resizes would change either way. That is the next step for the resize "
+    "pipelines, together with the runtime upgrade."
 )
 
 
