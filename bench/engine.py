@@ -82,8 +82,8 @@ def pillow_blur(data: bytes) -> bytes:
 
 
 def opencv_blur(data: bytes) -> bytes:
-    image = _decoded(data)
-    return _jpeg(Image.fromarray(filters.gaussian_blur(filters._pixels(image), SIGMA)), 90)
+    blur = partial(filters.gaussian_blur, sigma=SIGMA)
+    return _jpeg(filters.through_pixels(_decoded(data), blur), 90)
 
 
 def pillow_unsharp(data: bytes) -> bytes:
@@ -91,7 +91,8 @@ def pillow_unsharp(data: bytes) -> bytes:
 
 
 def opencv_unsharp(data: bytes) -> bytes:
-    return _jpeg(filters.unsharp_mask(_decoded(data), SIGMA, _correction_lut(PERCENT)), 90)
+    sharpen = partial(filters.unsharp_mask, sigma=SIGMA, correction=_correction_lut(PERCENT))
+    return _jpeg(filters.through_pixels(_decoded(data), sharpen), 90)
 
 
 def vips_resize(vips: ModuleType, data: bytes) -> bytes:

@@ -3,18 +3,29 @@ and colour matrix, on average within a level, on real photos. (Pillow's Gaussian
 passes, OpenCV's a sampled Gaussian; the two differ by up to about half a level on texture.)"""
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
-from PIL import Image, ImageChops, ImageFilter, ImageStat
+from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat
 from pixelbatch.imaging import filters
-from pixelbatch.imaging.ops import _correction_lut, _flat_area_weights
+from pixelbatch.imaging.ops import _correction_lut, _flat_area_weights, _ramp
+from pixelbatch.imaging.pipeline import run_pipeline
 
 from tests.support.reference_imaging import _smooth_flat_areas
+
+if TYPE_CHECKING:
+    from pixelbatch.imaging.filters import Pixels
 
 Photo = Callable[[str], Image.Image]
 PHOTOS = ["astronaut.png", "rocket.jpg", "gravel.png"]  # a portrait, a scene, fine texture
 LIMIT = 0.75  # mean absolute difference, worst band, levels of 0..255
+
+
+def on_pixels(im: Image.Image, run: Callable[[Pixels], Pixels]) -> Image.Image:
+    return filters.through_pixels(im, run)
 
 
 def mean_difference(a: Image.Image, b: Image.Image) -> float:
@@ -28,7 +39,7 @@ def mean_difference(a: Image.Image, b: Image.Image) -> float:
 @pytest.mark.parametrize("sigma", [0.8, 2.0])
 def test_gaussian_blur_is_pillows(photo: Photo, name: str, mode: str, sigma: float) -> None:
     im = photo(name).convert(mode)
-    ours = Image.fromarray(filters.gaussian_blur(filters._pixels(im), sigma), mode)
+    ours = on_pixels(im, lambda px: filters.gaussian_blur(px, sigma))
     assert mean_difference(ours, im.filter(ImageFilter.GaussianBlur(sigma))) < LIMIT
 
 
@@ -37,7 +48,7 @@ def test_gaussian_blur_is_pillows(photo: Photo, name: str, mode: str, sigma: flo
 @pytest.mark.parametrize("percent", [60, 150])
 def test_unsharp_mask_is_pillows(photo: Photo, name: str, mode: str, percent: int) -> None:
     im = photo(name).convert(mode)
-    ours = filters.unsharp_mask(im, 2.0, _correction_lut(percent))
+    ours = on_pixels(im, lambda px: filters.unsharp_mask(px, 2.0, _correction_lut(percent)))
     assert mean_difference(ours, im.filter(ImageFilter.UnsharpMask(2, percent, 2))) < LIMIT
 
 
@@ -49,7 +60,8 @@ def test_smooth_flat_areas_is_the_reference(
 ) -> None:
     im = photo(name).convert(mode)
     sigma, weight = 0.5 + 0.15 * strength, min(1.0, 0.2 + 0.08 * strength)
-    ours = filters.smooth_flat_areas(im, sigma, _flat_area_weights(weight))
+    weights = _flat_area_weights(weight)
+    ours = on_pixels(im, lambda px: filters.smooth_flat_areas(px, sigma, weights))
     assert mean_difference(ours, _smooth_flat_areas(im, strength)) < LIMIT
 
 
@@ -59,4 +71,46 @@ def test_color_matrix_is_pillows_convert(photo: Photo, name: str) -> None:
     rows = [[0.6, 0.3, 0.1], [-0.2, 1.1, 0.1], [0.05, 0.05, 0.9]]
     matrix = tuple(v for row in rows for v in [*row, 0.0])
     theirs = im.convert("RGB", matrix)
-    assert mean_difference(filters.color_matrix(im, rows), theirs) < 0.25  # rounding
+    ours = on_pixels(im, lambda px: filters.color_matrix(px, rows))
+    assert mean_difference(ours, theirs) < 0.25  # rounding
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_composite_is_pillows(photo: Photo, name: str) -> None:
+    im = photo(name)
+    other, mask = im.transpose(Image.Transpose.ROTATE_180), im.convert("L")
+    ours = on_pixels(im, lambda px: filters._composite(np.asarray(other), px, np.asarray(mask)))
+    assert mean_difference(ours, Image.composite(other, im, mask)) < 0.01
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_grey_to_colour_is_pillows_colorize(photo: Photo, name: str) -> None:
+    im = photo(name)
+    palette = _ramp("#2b1d0e", "#fff4e0")
+    ours = on_pixels(im, lambda px: filters.grey_to_colour(filters.luma(px), palette))
+    theirs = ImageOps.colorize(im.convert("L"), "#2b1d0e", "#fff4e0")
+    assert mean_difference(ours, theirs) < 0.25  # luma rounding
+
+
+@pytest.mark.parametrize("pipeline", [
+    # tone steps before, between and after the pixel ops, on colour and on grey
+    ["contrast", "saturation", "sharpen"],
+    ["colorize", "brightness", "contrast", "denoise"],
+    ["grayscale", "contrast", "sharpen", "brightness"],
+])
+def test_a_run_of_pixel_ops_in_one_array_gives_each_ops_pixels(
+    photo: Photo, to_bytes: Callable[..., bytes], pipeline: list[str]
+) -> None:
+    params = {"contrast": {"amount": 30}, "brightness": {"amount": -10},
+              "saturation": {"amount": 40}, "sharpen": {"amount": 4},
+              "denoise": {"strength": 3}, "colorize": {}, "grayscale": {}}
+    steps = [{"name": op, "op": op, "params": params[op]} for op in pipeline]
+    png = {"name": "save", "op": "encode", "params": {"format": "png"}}
+    data = to_bytes(photo("rocket.jpg"), "PNG")
+    # When the pipeline runs the ops as one array run, and one op per pipeline in turn
+    together = Image.open(io.BytesIO(run_pipeline(data, [*steps, png], {}).data))
+    for step in steps:
+        data = run_pipeline(data, [step, png], {}).data
+    # Then the pixels are the same
+    one_by_one = Image.open(io.BytesIO(data))
+    assert mean_difference(together.convert("RGB"), one_by_one.convert("RGB")) == 0

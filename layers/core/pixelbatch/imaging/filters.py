@@ -1,15 +1,17 @@
-"""Neighbourhood filters and colour matrices on OpenCV, with Pillow's arithmetic.
+"""Pixel ops on OpenCV, with Pillow's arithmetic: blur, unsharp mask, edge-aware smoothing,
+colour matrix, lookup tables.
 
 Pillow's Gaussian blur, 3x3 convolution and colour matrix are scalar loops: its unsharp mask
 takes about half a second on a 12 MP photo. OpenCV's are vectorised and give the same pixels
-to within a level, three to four times faster (docs/performance.md, Image engine).
-Images come and go as Pillow images in mode L or RGB. cv2 and numpy are imported on first use:
-only the item worker runs filters, and only its function carries the imaging layer.
+to within a level, three to four times faster (docs/performance.md, Image engine). They work
+on numpy arrays of L (height x width) or RGB (height x width x 3) pixels; ``through_pixels``
+moves a Pillow image in and out, once for a whole run of such ops. cv2 and numpy are imported
+on first use: only the item worker runs pixels, and only its function carries the imaging layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
 _MID = 128  # differences and corrections are stored around mid-grey, as 8-bit values
 # Pillow's FIND_EDGES kernel: the centre against its eight neighbours
 _EDGE_KERNEL = ((-1, -1, -1), (-1, 8, -1), (-1, -1, -1))
+# a large image's histogram is read from every 8th pixel of every 8th row
+_SAMPLE_STRIDE = 8
+_EXACT_PIXELS = 2_000_000
 
 
 @cache
@@ -36,20 +41,46 @@ def _cv2() -> Any:
     return cv2
 
 
-def _pixels(im: Image.Image) -> Pixels:
+def through_pixels(im: Image.Image, run: Callable[[Pixels], Pixels]) -> Image.Image:
+    """``run`` on the colour bands of ``im`` as an array; transparency is kept as it was."""
     import numpy as np
 
-    return np.asarray(im)
+    alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else None
+    colour = im.convert(im.mode[:-1]) if alpha is not None else im
+    pixels = run(np.asarray(colour))
+    out = Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB")
+    if alpha is not None:
+        out.putalpha(alpha)
+    return out
 
 
-def _image(pixels: Pixels, mode: str) -> Image.Image:
-    return Image.fromarray(pixels, mode)
+def is_grey(pixels: Pixels) -> bool:
+    return pixels.ndim == 2
 
 
-def _lut(values: Sequence[int]) -> Pixels:
+def _table(values: Sequence[int]) -> Pixels:
     import numpy as np
 
     return np.array(values, dtype=np.uint8)
+
+
+def apply_lut(pixels: Pixels, lut: Sequence[int]) -> Pixels:
+    """The same 256-entry table on every band."""
+    result: Pixels = _cv2().LUT(pixels, _table(lut))
+    return result
+
+
+def histogram(pixels: Pixels) -> list[int]:
+    """Pillow's Image.histogram() layout (256 counts per band), of a sample of a large image."""
+    import numpy as np
+
+    if pixels.shape[0] * pixels.shape[1] > _EXACT_PIXELS:
+        pixels = pixels[::_SAMPLE_STRIDE, ::_SAMPLE_STRIDE]
+    bands = [pixels] if is_grey(pixels) else [pixels[..., band] for band in range(3)]
+    counts: list[int] = []
+    for band in bands:
+        counts.extend(np.bincount(band.ravel(), minlength=256).tolist())
+    return counts
 
 
 def gaussian_blur(pixels: Pixels, sigma: float) -> Pixels:
@@ -59,35 +90,45 @@ def gaussian_blur(pixels: Pixels, sigma: float) -> Pixels:
     return blurred
 
 
-def unsharp_mask(im: Image.Image, sigma: float, correction: Sequence[int]) -> Image.Image:
-    """``im`` plus ``correction`` of each band's difference from its blur.
+def unsharp_mask(pixels: Pixels, sigma: float, correction: Sequence[int]) -> Pixels:
+    """``pixels`` plus ``correction`` of each band's difference from its blur.
 
     ``correction`` maps each difference, stored as 128 + difference, to 128 + the amount
     to add: Pillow's percentage and threshold, as one table. (Sharpening the luma alone would
     save a third of the time, but moves strongly coloured edges by several levels.)
     """
     cv2 = _cv2()
-    pixels = _pixels(im)
     difference = cv2.addWeighted(pixels, 1.0, gaussian_blur(pixels, sigma), -1.0, _MID)
-    added = cv2.LUT(difference, _lut(correction))
-    return _image(cv2.addWeighted(pixels, 1.0, added, 1.0, -_MID), im.mode)
+    added = apply_lut(difference, correction)
+    result: Pixels = cv2.addWeighted(pixels, 1.0, added, 1.0, -_MID)
+    return result
 
 
-def smooth_flat_areas(im: Image.Image, sigma: float, mask_table: Sequence[int]) -> Image.Image:
-    """Blend a Gaussian blur into ``im`` where its blurred luma has no edges.
+def smooth_flat_areas(pixels: Pixels, sigma: float, weights: Sequence[int]) -> Pixels:
+    """Blend a Gaussian blur into ``pixels`` where its blurred luma has no edges.
 
-    ``mask_table`` maps the edge strength (Pillow's FIND_EDGES of the blurred luma) to the
+    ``weights`` maps the edge strength (Pillow's FIND_EDGES of the blurred luma) to the
     blur's weight out of 255, as Image.composite reads its mask.
     """
     cv2 = _cv2()
-    pixels = _pixels(im)
     smoothed = gaussian_blur(pixels, sigma)
-    luma = cv2.cvtColor(smoothed, cv2.COLOR_RGB2GRAY) if im.mode == "RGB" else smoothed
-    kernel = _edge_kernel()
-    edges = cv2.filter2D(luma, -1, kernel, borderType=cv2.BORDER_REPLICATE)
-    weight = cv2.LUT(edges, _lut(mask_table))
-    smoothed_image = _image(smoothed, im.mode)
-    return Image.composite(smoothed_image, im, _image(weight, "L"))
+    luma = smoothed if is_grey(pixels) else cv2.cvtColor(smoothed, cv2.COLOR_RGB2GRAY)
+    edges = cv2.filter2D(luma, -1, _edge_kernel(), borderType=cv2.BORDER_REPLICATE)
+    return _composite(smoothed, pixels, apply_lut(edges, weights))
+
+
+def _composite(first: Pixels, second: Pixels, mask: Pixels) -> Pixels:
+    """Image.composite: ``first`` where the mask is 255, ``second`` where it is 0.
+
+    As ``second + (first - second) * mask / 255``, rounded: Pillow's pixels exactly.
+    """
+    cv2 = _cv2()
+    if not is_grey(first):
+        mask = cv2.cvtColor(mask, cv2.COLOR_GRAY2RGB)
+    difference = cv2.subtract(first, second, dtype=cv2.CV_16S)
+    step = cv2.multiply(difference, mask, scale=1 / 255, dtype=cv2.CV_16S)
+    result: Pixels = cv2.add(second, step, dtype=cv2.CV_8U)
+    return result
 
 
 @cache
@@ -97,9 +138,26 @@ def _edge_kernel() -> Pixels:
     return np.array(_EDGE_KERNEL, dtype=np.float32)
 
 
-def color_matrix(im: Image.Image, rows: Sequence[Sequence[float]]) -> Image.Image:
+def color_matrix(pixels: Pixels, rows: Sequence[Sequence[float]]) -> Pixels:
     """Each RGB pixel times the 3x3 matrix ``rows``, rounded and clipped as Pillow's convert."""
     import numpy as np
 
-    matrix = np.array(rows, dtype=np.float32)
-    return _image(_cv2().transform(_pixels(im), matrix), "RGB")
+    result: Pixels = _cv2().transform(pixels, np.array(rows, dtype=np.float32))
+    return result
+
+
+def luma(pixels: Pixels) -> Pixels:
+    """ITU-R 601 luma, as Pillow's convert("L")."""
+    if is_grey(pixels):
+        return pixels
+    cv2 = _cv2()
+    result: Pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    return result
+
+
+def grey_to_colour(grey: Pixels, palette: Sequence[int]) -> Pixels:
+    """Each grey level to its colour in ``palette`` (768 values: R, G, B per level)."""
+    cv2 = _cv2()
+    bands = [apply_lut(grey, palette[band::3]) for band in range(3)]
+    result: Pixels = cv2.merge(bands)
+    return result

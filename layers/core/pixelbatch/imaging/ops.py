@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import (
     Image,
@@ -24,8 +24,14 @@ from PIL import (
 
 from . import filters
 
+if TYPE_CHECKING:
+    from .filters import Pixels
+
 Params = Mapping[str, Any]
 OpFn = Callable[[Image.Image, Params], Image.Image]
+# A pixel op: the op on an array of L or RGB pixels (filters.py). A run of consecutive pixel
+# and tone ops moves the image into an array and back once.
+PixelFn = Callable[["Pixels", Params], "Pixels"]
 # A tone step: (params, mean luma of the image it would see) -> a lookup table applied to every
 # colour band, or None for no change. Consecutive tone steps become one table and one pass.
 ToneFn = Callable[[Params, Callable[[], float]], list[int] | None]
@@ -105,6 +111,7 @@ class OpSpec:
     apply: OpFn | None  # None: terminal op handled by the pipeline (encode)
     check: Callable[[Params], None] | None = None  # rules spanning several params
     tone: ToneFn | None = None  # set for per-value tone edits, which the pipeline fuses
+    pixels: PixelFn | None = None  # set for ops on pixel arrays, which the pipeline chains
 
     def bind(self, values: Params, *, partial: bool = False) -> dict[str, Any]:
         """Validate ``values`` and fill in defaults; ``partial`` tolerates missing required ones."""
@@ -148,6 +155,17 @@ def tone_op(name: str, **params: Param) -> Callable[[ToneFn], ToneFn]:
     def register(table: ToneFn) -> ToneFn:
         OPS[name] = OpSpec(params, lambda im, p: apply_tones(im, [(table, p)]), tone=table)
         return table
+
+    return register
+
+
+def pixel_op(name: str, **params: Param) -> Callable[[PixelFn], PixelFn]:
+    """Register ``fn`` as op ``name``: on its own, or in one array with its neighbours."""
+
+    def register(fn: PixelFn) -> PixelFn:
+        apply: OpFn = lambda im, p: filters.through_pixels(im, lambda px: fn(px, p))  # noqa: E731
+        OPS[name] = OpSpec(params, apply, pixels=fn)
+        return fn
 
     return register
 
@@ -200,16 +218,6 @@ def _fraction(default: float) -> Param:
 # ---- channel helpers ----------------------------------------------------------------------
 
 
-def _on_color(im: Image.Image, fn: Callable[[Image.Image], Image.Image]) -> Image.Image:
-    """Apply ``fn`` to the colour bands only, so filters never blur or sharpen transparency."""
-    if im.mode not in ("RGBA", "LA"):
-        return fn(im)
-    alpha = im.getchannel("A")
-    out = fn(im.convert(im.mode[:-1]))
-    out.putalpha(alpha)
-    return out
-
-
 def _apply_lut(im: Image.Image, lut: list[int]) -> Image.Image:
     table: list[int] = []
     for band in im.getbands():
@@ -257,12 +265,15 @@ def _luma_sample(im: Image.Image) -> Image.Image:
     return im.resize(size, Image.Resampling.NEAREST)
 
 
-def apply_tones(im: Image.Image, steps: Sequence[tuple[ToneFn, Params]]) -> Image.Image:
-    """Run tone steps as one lookup table: the same pixels as one pass per step, in one pass.
+ToneSteps = Sequence[tuple[ToneFn, Params]]
+
+
+def tone_table(steps: ToneSteps, histogram: Callable[[], list[int]], mode: str) -> list[int]:
+    """Tone steps as one lookup table: the same pixels as one pass per step, in one pass.
 
     A step that depends on the image (contrast's mean luminance) reads the histogram the
-    image would have by then, worked out from one histogram of the input (of a sample of
-    it, for a large one).
+    image would have by then, worked out from ``histogram()`` of the input (Pillow's layout,
+    of a sample of a large image), read only if a step asks.
     """
     lut = _IDENTITY
     hist: list[int] | None = None
@@ -270,14 +281,27 @@ def apply_tones(im: Image.Image, steps: Sequence[tuple[ToneFn, Params]]) -> Imag
     def mean_luma() -> float:
         nonlocal hist
         if hist is None:
-            hist = _luma_sample(im).histogram()
-        return _mean_luma(_remapped(hist, lut, im.mode), im.mode)
+            hist = histogram()
+        return _mean_luma(_remapped(hist, lut, mode), mode)
 
     for table, params in steps:
         step = table(params, mean_luma)
         if step is not None:
             lut = [step[v] for v in lut]
+    return lut
+
+
+def apply_tones(im: Image.Image, steps: ToneSteps) -> Image.Image:
+    """Tone steps in one lookup pass over a Pillow image."""
+    lut = tone_table(steps, lambda: _luma_sample(im).histogram(), im.mode)
     return im if lut == _IDENTITY else _apply_lut(im, lut)
+
+
+def tones_on_pixels(pixels: Pixels, steps: ToneSteps) -> Pixels:
+    """Tone steps in one lookup pass over an array of L or RGB pixels."""
+    mode = "L" if filters.is_grey(pixels) else "RGB"
+    lut = tone_table(steps, lambda: filters.histogram(pixels), mode)
+    return pixels if lut == _IDENTITY else filters.apply_lut(pixels, lut)
 
 
 # ---- geometry -----------------------------------------------------------------------------
@@ -411,16 +435,16 @@ def _contrast(p: Params, mean_luma: Callable[[], float]) -> list[int] | None:
 _LUMA = (0.299, 0.587, 0.114)
 
 
-@op("saturation", amount=_amount(-100, 100, 0))
-def _saturation(im: Image.Image, p: Params) -> Image.Image:
+@pixel_op("saturation", amount=_amount(-100, 100, 0))
+def _saturation(pixels: Pixels, p: Params) -> Pixels:
     """Blend away from (or towards) the grey version by 1 + amount/100; -100 is greyscale."""
-    if p["amount"] == 0 or im.mode in ("L", "LA"):
-        return im
+    if p["amount"] == 0 or filters.is_grey(pixels):
+        return pixels
     # one colour-matrix pass instead of ImageEnhance's grey copy, RGB copy and blend
     f = _factor(p["amount"])
     rows = [[(1 - f) * w + (f if col == row else 0) for col, w in enumerate(_LUMA)]
             for row in range(3)]
-    return _on_color(im, lambda c: filters.color_matrix(c, rows))
+    return filters.color_matrix(pixels, rows)
 
 
 @op("grayscale")
@@ -430,22 +454,14 @@ def _grayscale(im: Image.Image, p: Params) -> Image.Image:
     return im.convert("LA" if im.mode == "RGBA" else "L")
 
 
-@op(
+@pixel_op(
     "colorize",
     dark=Param(str, "#000000", check=_check_color),
     light=Param(str, "#ffffff", check=_check_color),
 )
-def _colorize(im: Image.Image, p: Params) -> Image.Image:
+def _colorize(pixels: Pixels, p: Params) -> Pixels:
     """Map luminance onto a dark..light colour ramp (sepia, cyanotype ...)."""
-    palette = _ramp(p["dark"], p["light"])
-
-    def through_palette(c: Image.Image) -> Image.Image:
-        # the ramp as a palette: one lookup pass from luma to colour
-        indexed = c.convert("L") if c.mode != "L" else c.copy()
-        indexed.putpalette(palette)
-        return indexed.convert("RGB")
-
-    return _on_color(im, through_palette)
+    return filters.grey_to_colour(filters.luma(pixels), _ramp(p["dark"], p["light"]))
 
 
 @lru_cache(maxsize=32)
@@ -458,23 +474,18 @@ def _ramp(dark: str, light: str) -> list[int]:
 # ---- detail -------------------------------------------------------------------------------
 
 
-@op("sharpen", amount=_amount(0, 10, 3))
-def _sharpen(im: Image.Image, p: Params) -> Image.Image:
-    """Unsharp mask, radius 2 px, strength 30% per unit of amount."""
+@pixel_op("sharpen", amount=_amount(0, 10, 3))
+def _sharpen(pixels: Pixels, p: Params) -> Pixels:
+    """Unsharp mask, radius 2 px, strength 30% per unit of amount (Pillow's UnsharpMask)."""
     if p["amount"] == 0:
-        return im
+        return pixels
     percent = round(p["amount"] * 30)
-    return _on_color(im, lambda c: _unsharp(c, percent))
+    return filters.unsharp_mask(pixels, _BLUR_SIGMA, _correction_lut(percent))
 
 
 _BLUR_SIGMA = 2.0
 _THRESHOLD = 2
 _MID = 128  # differences and corrections are stored around mid-grey
-
-
-def _unsharp(im: Image.Image, percent: int) -> Image.Image:
-    """Pillow's UnsharpMask(2, percent, threshold 2), on OpenCV's blur."""
-    return filters.unsharp_mask(im, _BLUR_SIGMA, _correction_lut(percent))
 
 
 @lru_cache(maxsize=16)
@@ -488,22 +499,18 @@ def _correction_lut(percent: int) -> list[int]:
     return lut
 
 
-@op("denoise", strength=_amount(0, 10, 2))
-def _denoise(im: Image.Image, p: Params) -> Image.Image:
+@pixel_op("denoise", strength=_amount(0, 10, 2))
+def _denoise(pixels: Pixels, p: Params) -> Pixels:
     """Smooth flat areas with a light Gaussian blur while keeping edges crisp."""
     strength = p["strength"]
     if strength == 0:
-        return im
-    return _on_color(im, lambda c: _smooth_flat_areas(c, strength))
-
-
-def _smooth_flat_areas(im: Image.Image, strength: float) -> Image.Image:
+        return pixels
     # A median filter would preserve edges too, but costs ~1 s per 5 MP; an edge mask over a
     # Gaussian blur is many times faster and looks much the same on photo noise.
     sigma = 0.5 + 0.15 * strength
     weight = min(1.0, 0.2 + 0.08 * strength)
     # edges of the blurred luma: noise is already gone there, real edges remain
-    return filters.smooth_flat_areas(im, sigma, _flat_area_weights(weight))
+    return filters.smooth_flat_areas(pixels, sigma, _flat_area_weights(weight))
 
 
 @lru_cache(maxsize=16)

@@ -11,14 +11,18 @@ import contextlib
 import io
 import struct
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .failures import ItemFailure
-from .ops import OPS, OpSpec, ToneFn, apply_tones, resize_target, resized
+from .filters import through_pixels
+from .ops import OPS, OpSpec, ToneFn, apply_tones, resize_target, resized, tones_on_pixels
+
+if TYPE_CHECKING:
+    from .filters import Pixels
 
 # Decided by content: Pillow only runs these parsers, never EPS/PDF (Ghostscript) or the like.
 # MPO (multi-picture JPEG from cameras) is opened by the JPEG parser.
@@ -143,35 +147,66 @@ def _leading_resize(plan: list[_Step]) -> Shrink | None:
 
 
 def _passes(plan: list[_Step]) -> Iterator[tuple[str, Pass]]:
-    """One pass per step, except that consecutive tone steps share one lookup table."""
-    tones: list[tuple[ToneFn, Mapping[str, Any]]] = []
-    names: list[str] = []
-    for step in plan:
-        if step.spec.tone is not None:
-            tones.append((step.spec.tone, step.params))
-            names.append(step.name)
+    """One pass per step, except that consecutive tone steps share one lookup table, and a
+    run of pixel ops (with tone steps among them) shares one array: the image is moved into
+    numpy and back once for the whole run."""
+    run: list[list[_Step]] = []
+    for unit in [*_units(plan), []]:  # the empty unit ends the last run
+        if unit and (unit[0].spec.tone is not None or unit[0].spec.pixels is not None):
+            run.append(unit)
             continue
-        if tones:
-            yield "+".join(names), _tone_pass(list(tones))
-            tones.clear()
-            names.clear()
-        assert step.spec.apply is not None
-        yield step.name, _op_pass(step)
-    if tones:
-        yield "+".join(names), _tone_pass(tones)
+        if any(part[0].spec.pixels is not None for part in run):
+            yield _names(step for part in run for step in part), _array_pass(run)
+        else:
+            yield from ((_names(part), _pillow_pass(part)) for part in run)
+        run = []
+        if unit:
+            yield _names(unit), _pillow_pass(unit)
+
+
+def _units(plan: list[_Step]) -> list[list[_Step]]:
+    """The plan with consecutive tone steps grouped: each unit is one pass on its own."""
+    units: list[list[_Step]] = []
+    for step in plan:
+        if step.spec.tone is not None and units and units[-1][0].spec.tone is not None:
+            units[-1].append(step)
+        else:
+            units.append([step])
+    return units
+
+
+def _names(steps: Iterable[_Step]) -> str:
+    return "+".join(step.name for step in steps)
 
 
 Pass = Callable[[Image.Image], Image.Image]
 
 
-def _tone_pass(tones: list[tuple[ToneFn, Mapping[str, Any]]]) -> Pass:
-    return lambda im: apply_tones(im, tones)
+def _tones(unit: list[_Step]) -> list[tuple[ToneFn, Mapping[str, Any]]]:
+    return [(step.spec.tone, step.params) for step in unit if step.spec.tone is not None]
 
 
-def _op_pass(step: _Step) -> Pass:
+def _pillow_pass(unit: list[_Step]) -> Pass:
+    step = unit[0]
+    if step.spec.tone is not None:
+        tones = _tones(unit)
+        return lambda im: apply_tones(im, tones)
     apply = step.spec.apply
     assert apply is not None
     return lambda im: apply(im, step.params)
+
+
+def _array_pass(run: list[list[_Step]]) -> Pass:
+    def on_pixels(pixels: Pixels) -> Pixels:
+        for unit in run:
+            step = unit[0]
+            if step.spec.pixels is not None:
+                pixels = step.spec.pixels(pixels, step.params)
+            else:
+                pixels = tones_on_pixels(pixels, _tones(unit))
+        return pixels
+
+    return lambda im: through_pixels(im, on_pixels)
 
 
 def validate_steps(steps: list[dict[str, Any]]) -> None:
