@@ -1,7 +1,9 @@
 """Pipeline operations: each op is a small function registered with the params it accepts.
 
-Ops take and return images in mode RGB, RGBA, L or LA (the pipeline normalises inputs to RGB or
-RGBA; ``grayscale`` makes L or LA). They never modify their input image in place.
+Ops take and return Pillow images in mode RGB, RGBA, L or LA (the pipeline normalises inputs to
+RGB or RGBA; ``grayscale`` makes L or LA). Tone ops are lookup tables, which the pipeline fuses;
+pixel ops work on numpy arrays of the colour bands (filters.py), which the pipeline chains. No
+op modifies its input in place.
 """
 
 from __future__ import annotations
@@ -46,12 +48,6 @@ _IDENTITY = list(range(256))
 _REQUIRED: Any = object()
 _ASPECT = re.compile(r"(\d{1,4}):(\d{1,4})")
 _MIN_FONT_PX = 6
-# Up to this many pixels ops take Pillow's exact (slower) route; above it, where the time goes,
-# approximations that stay within a level or so of it on photos.
-_EXACT_PIXELS = 2_000_000
-# the mean luminance of a large image is read from every 8th pixel of every 8th row: the same
-# mean to about a tenth of a level (contrast rounds it to a whole one), for 1/64 of the work
-_MEAN_STRIDE = 8
 
 
 @dataclass(frozen=True)
@@ -163,8 +159,10 @@ def pixel_op(name: str, **params: Param) -> Callable[[PixelFn], PixelFn]:
     """Register ``fn`` as op ``name``: on its own, or in one array with its neighbours."""
 
     def register(fn: PixelFn) -> PixelFn:
-        apply: OpFn = lambda im, p: filters.through_pixels(im, lambda px: fn(px, p))  # noqa: E731
-        OPS[name] = OpSpec(params, apply, pixels=fn)
+        def alone(im: Image.Image, p: Params) -> Image.Image:
+            return filters.through_pixels(im, lambda pixels: fn(pixels, p))
+
+        OPS[name] = OpSpec(params, alone, pixels=fn)
         return fn
 
     return register
@@ -259,9 +257,9 @@ def _remapped(hist: list[int], lut: list[int], mode: str) -> list[int]:
 
 def _luma_sample(im: Image.Image) -> Image.Image:
     """The image, or an evenly spread sample of a large one with much the same mean per band."""
-    if im.width * im.height <= _EXACT_PIXELS:
+    if im.width * im.height <= filters.EXACT_PIXELS:
         return im
-    size = (im.width // _MEAN_STRIDE, im.height // _MEAN_STRIDE)
+    size = (im.width // filters.SAMPLE_STRIDE, im.height // filters.SAMPLE_STRIDE)
     return im.resize(size, Image.Resampling.NEAREST)
 
 
