@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.auth import DevTokens, dev_secret
+from devstack.collector import freeze_survivors_of_full_collections
 from devstack.gateway import Gateway, GatewayServer, dev_authorizer
 from devstack.handlers import REPO_TEMPLATE
 from devstack.stack import DEFAULT_MOTO_PORT, LocalStack, StackConfig, configure_logging
@@ -79,6 +80,7 @@ def main() -> int:
     except (TemplateError, OSError) as exc:
         log.error("the local stack did not start: %s", exc)
         return 1
+    freeze_survivors_of_full_collections()
     gateway = GatewayServer(
         Gateway(stack.template, stack.registry, _tokens(stack), stack.reset_account), port=port
     )
