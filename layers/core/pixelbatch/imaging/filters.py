@@ -31,6 +31,7 @@ _EDGE_KERNEL = ((-1, -1, -1), (-1, 8, -1), (-1, -1, -1))
 # 1/64 of the work.
 EXACT_PIXELS = 2_000_000
 SAMPLE_STRIDE = 8
+_COMPOSITE_ROWS = 256
 
 
 @cache
@@ -122,14 +123,19 @@ def smooth_flat_areas(pixels: Pixels, sigma: float, weights: Sequence[int]) -> P
 def _composite(first: Pixels, second: Pixels, mask: Pixels) -> Pixels:
     """Image.composite: ``first`` where the mask is 255, ``second`` where it is 0.
 
-    As ``second + (first - second) * mask / 255``, rounded: Pillow's pixels exactly.
+    As ``second + (first - second) * mask / 255``, rounded: Pillow's pixels exactly. Done in
+    bands of rows, so that the 16-bit intermediates of a 50 MP photo never all exist at once.
     """
+    import numpy as np
+
     cv2 = _cv2()
-    if not is_grey(first):
-        mask = cv2.cvtColor(mask, cv2.COLOR_GRAY2RGB)
-    difference = cv2.subtract(first, second, dtype=cv2.CV_16S)
-    step = cv2.multiply(difference, mask, scale=1 / 255, dtype=cv2.CV_16S)
-    result: Pixels = cv2.add(second, step, dtype=cv2.CV_8U)
+    result = np.empty_like(second)
+    for top in range(0, second.shape[0], _COMPOSITE_ROWS):
+        rows = slice(top, top + _COMPOSITE_ROWS)
+        weights = mask[rows] if is_grey(second) else cv2.cvtColor(mask[rows], cv2.COLOR_GRAY2RGB)
+        difference = cv2.subtract(first[rows], second[rows], dtype=cv2.CV_16S)
+        step = cv2.multiply(difference, weights, scale=1 / 255, dtype=cv2.CV_16S)
+        result[rows] = cv2.add(second[rows], step, dtype=cv2.CV_8U)
     return result
 
 
