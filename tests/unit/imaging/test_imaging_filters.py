@@ -4,7 +4,10 @@ passes, OpenCV's a sampled Gaussian; the two differ by up to about half a level 
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -114,3 +117,13 @@ def test_a_run_of_pixel_ops_in_one_array_gives_each_ops_pixels(
     # Then the pixels are the same
     one_by_one = Image.open(io.BytesIO(data))
     assert mean_difference(together.convert("RGB"), one_by_one.convert("RGB")) == 0
+
+
+def test_importing_the_pipeline_loads_neither_numpy_nor_opencv() -> None:
+    # The API functions validate pipelines and carry no imaging layer on AWS
+    probe = ("import sys, pixelbatch.imaging.pipeline, pixelbatch.services.processing; "
+             "print(sorted({'cv2', 'numpy'} & set(sys.modules)))")
+    core = Path(filters.__file__).resolve().parents[2]
+    ran = subprocess.run([sys.executable, "-c", probe], cwd=core, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert ran.stdout.strip() == "[]", ran.stderr
