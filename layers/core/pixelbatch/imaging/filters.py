@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     Pixels = npt.NDArray[np.uint8]
 
-_MID = 128  # differences and corrections are stored around mid-grey, as 8-bit values
+MID = 128  # differences and corrections are stored around mid-grey, as 8-bit values
 # Pillow's FIND_EDGES kernel: the centre against its eight neighbours
 _EDGE_KERNEL = ((-1, -1, -1), (-1, 8, -1), (-1, -1, -1))
 # The histogram of an image above EXACT_PIXELS is read from every 8th pixel of every 8th row:
@@ -101,9 +101,9 @@ def unsharp_mask(pixels: Pixels, sigma: float, correction: Sequence[int]) -> Pix
     save a third of the time, but moves strongly coloured edges by several levels.)
     """
     cv2 = _cv2()
-    difference = cv2.addWeighted(pixels, 1.0, gaussian_blur(pixels, sigma), -1.0, _MID)
+    difference = cv2.addWeighted(pixels, 1.0, gaussian_blur(pixels, sigma), -1.0, MID)
     added = apply_lut(difference, correction)
-    result: Pixels = cv2.addWeighted(pixels, 1.0, added, 1.0, -_MID)
+    result: Pixels = cv2.addWeighted(pixels, 1.0, added, 1.0, -MID)
     return result
 
 
@@ -115,8 +115,7 @@ def smooth_flat_areas(pixels: Pixels, sigma: float, weights: Sequence[int]) -> P
     """
     cv2 = _cv2()
     smoothed = gaussian_blur(pixels, sigma)
-    luma = smoothed if is_grey(pixels) else cv2.cvtColor(smoothed, cv2.COLOR_RGB2GRAY)
-    edges = cv2.filter2D(luma, -1, _edge_kernel(), borderType=cv2.BORDER_REPLICATE)
+    edges = cv2.filter2D(luma(smoothed), -1, _edge_kernel(), borderType=cv2.BORDER_REPLICATE)
     return _composite(smoothed, pixels, apply_lut(edges, weights))
 
 

@@ -483,7 +483,6 @@ def _sharpen(pixels: Pixels, p: Params) -> Pixels:
 
 _BLUR_SIGMA = 2.0
 _THRESHOLD = 2
-_MID = 128  # differences and corrections are stored around mid-grey
 
 
 @lru_cache(maxsize=16)
@@ -491,9 +490,9 @@ def _correction_lut(percent: int) -> list[int]:
     """As Pillow's unsharp mask: difference x percent / 100, truncated, above the threshold."""
     lut = []
     for stored in range(256):
-        diff = stored - _MID
+        diff = stored - filters.MID
         step = int(diff * percent / 100) if abs(diff) > _THRESHOLD else 0
-        lut.append(max(0, min(255, _MID + step)))
+        lut.append(max(0, min(255, filters.MID + step)))
     return lut
 
 
