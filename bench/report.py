@@ -107,11 +107,11 @@ interleaved (in turn, forward then backward) and repeated, reported as a median 
   by side on the same photos; with how far the product's output is from the reference's (mean
   absolute pixel difference, file size). Tone edits share one lookup-table pass (contrast also
   needs a histogram, of a sample on a large photo), so basic_clean should land under 2; the
-  unsharp mask (a blur by way of 2x2 block averages, then Pillow's arithmetic) and the denoise
-  blur (one box pass where Pillow's Gaussian makes three) still cost a few full-resolution
-  passes each, and the catalog's JPEGs keep `optimize` (without it files grow up to 9%).
-- **Image engine**: Pillow against libvips (pyvips) on a resize and a blur of the same photos,
-  one core each, and the decision between them.
+  unsharp mask, the denoise blur and the saturation matrix run on OpenCV with Pillow's
+  arithmetic, a run of them on one array, but still cost a few full-resolution passes each,
+  and the catalog's JPEGs keep `optimize` (without it files grow up to 9%).
+- **Image engine**: Pillow against OpenCV and libvips (pyvips) on a blur, an unsharp mask and
+  a resize of the same photos, one core each, and the decision between them.
 - **Lambda memory**: each pipeline's CPU time per photo (before → after) modelled as Lambda
   duration and GB-s at 1024, 1769 and 2048 MB; good: the least memory that runs at full speed.
 - **Cold start**: every function's `import app` in a fresh interpreter over `import boto3,
