@@ -1,6 +1,6 @@
 """The catalog pipelines against the plain Pillow reference (each op its own full-resolution
-pass, JPEG with optimize): the fused lookup tables, decoder drafts and cheaper blurs must not
-change the output visibly, nor make files noticeably bigger."""
+pass, JPEG with optimize): the fused lookup tables, decoder drafts and OpenCV's filters must
+not change the output visibly, nor make files noticeably bigger."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_pipeline_matches_the_reference_on_corpus_photos(pipeline_id: str, name:
 @pytest.mark.parametrize("pipeline_id", sorted(PIPELINES))
 @pytest.mark.parametrize("index", [0, 7])  # the eighth is a star field: fine colour detail
 def test_pipeline_matches_the_reference_on_3_megapixel_photos(pipeline_id: str, index: int) -> None:
-    # large enough for the ops' faster approximations, which smaller images never take
+    # above 2 MP: contrast reads its mean from a sample, which smaller images never do
     check_against_reference(pipeline_id, phone_set(index + 1, *MID_SIZE)[index].read_bytes())
 
 
