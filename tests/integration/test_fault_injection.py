@@ -46,7 +46,7 @@ from tests.integration.test_hostile_inputs import (
     photo_jpeg,
     put_upload,
 )
-from tests.integration.test_processing import details, process, zip_of
+from tests.integration.test_processing import details, process, run_round, zip_of
 from tests.support.http_events import REPO
 
 INTERNAL = ("internal_error", "处理失败，请重试")
@@ -657,6 +657,29 @@ def test_retry_after_a_failed_retry_start_is_still_possible(
     assert (item["status"], item["retryable"]) == ("failed", True)
     again = stack.call("POST", f"/api/tasks/{task_id}/retry-failed", user=account.user)
     assert again.status == 200, again.body
+
+
+def test_a_failed_retry_start_is_closed_by_an_execution_that_zips_the_round(
+    stack: Stack, faults: Faults
+) -> None:
+    # Given a partial batch (image 0 failed, image 1 done), and one refused execution start
+    account = new_account(stack, "restart")
+    task_id = _failed_batch(stack, account)
+    faults.add(Fault("stepfunctions", "StartExecution", client_error("ServiceUnavailable", 503),
+                     times=1))
+    # When the user retries: 503, round 2's charge undone, and nothing of round 2 ever runs
+    reply = stack.call("POST", f"/api/tasks/{task_id}/retry-failed", user=account.user)
+    assert reply.status == 503
+    # Then the task waits for round 2's closing execution, which finalizes it with the ZIP
+    assert details(stack, account.user, task_id)["status"] == "processing"
+    assert run_round(stack, task_id, name=f"{task_id}-r2-close") == []
+    task = details(stack, account.user, task_id)
+    assert (task["status"], task["batch_success"], task["batch_failed"]) == (
+        "partial_success", 1, 1)
+    manifest = json.loads(zip_of(stack, account.user, task_id).read("manifest.json"))
+    assert [(e["status"], e["attempt"]) for e in manifest["items"]] == [
+        ("failed", 2), ("success", 1)]
+    assert_books(stack, account, balance=account.initial - COST, successes={task_id: 1})
 
 
 # ====================================================================== deliveries

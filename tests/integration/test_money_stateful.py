@@ -145,7 +145,7 @@ class RecordingStarter(ExecutionStarter):
         if self.fail_next:
             raise RuntimeError("StartExecution: ServiceUnavailable")
 
-    def start_closing(self, task_id: str, round_no: int) -> None:
+    def start_closing(self, task_id: str, round_no: int, *, for_round: bool = False) -> None:
         self.closing.append((task_id, round_no))
         if self.fail_next:
             raise RuntimeError("StartExecution: ServiceUnavailable")
@@ -633,6 +633,33 @@ def test_the_largest_batch_retries_and_cancels_across_transaction_chunks(world: 
     assert (task.status, task.batch_success, task.batch_failed, task.batch_cancelled) == (
         "cancelled", 7, 1, 42)
     assert rest.net(task_id=task_id) == 7 and rest.balances["ben"] == 200 - 7
+
+
+def test_a_failed_retry_start_still_zips_the_successes_of_the_round_before(
+    world: World,
+) -> None:
+    # Given ben's 2-image batch that failed whole, was retried, and whose round 2 has one
+    # success and one failure, with round 2's Finalize already past (it found round 3 pending)
+    machine = MoneyMachine(world)
+    [task_id] = play(machine, [
+        ("create", {"user": "ben", "feature": "basic_clean", "count": 2, "single": False,
+                    "start_fails": False}),
+        ("work", {"task": 0, "index": 0, "succeeds": False}),
+        ("work", {"task": 0, "index": 1, "succeeds": False}),
+        ("finalize", {"task": 0, "twice": False}),
+        ("user_retries", {"task": 0, "start_fails": False, "by_stranger": False}),
+        ("work", {"task": 0, "index": 0, "succeeds": True}),
+        ("work", {"task": 0, "index": 1, "succeeds": False}),
+        # When ben retries image 1 and Step Functions refuses that start
+        ("user_retries", {"task": 0, "start_fails": True, "by_stranger": False}),
+    ])
+    # Then a closing execution of round 3 was asked to finalize it (until one does, it stays
+    # listed for the reconciler), and at rest it is a partial success with its ZIP (play ends
+    # by driving it to rest and checking that), image 0 paid for once
+    assert world.services.starter.closing[-1] == (task_id, 3)
+    rest = world.snapshot()
+    assert rest.tasks[task_id].status == "partial_success" and rest.tasks[task_id].zipped
+    assert rest.balances["ben"] == USERS["ben"][0] - 1
 
 
 def _batch_with_a_failed_retry_start(world: World) -> tuple[str, Snapshot]:

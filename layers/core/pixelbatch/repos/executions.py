@@ -16,8 +16,9 @@ def execution_name(task_id: str, round_no: int) -> str:
     return f"{task_id}-r{round_no}"
 
 
-def closing_name(task_id: str) -> str:
-    return f"{task_id}-close"
+def closing_name(task_id: str, round_no: int | None = None) -> str:
+    """A cancel closes its task once; a round whose start was undone is closed once per round."""
+    return f"{task_id}-close" if round_no is None else f"{task_id}-r{round_no}-close"
 
 
 class ExecutionStarter:
@@ -28,10 +29,12 @@ class ExecutionStarter:
     def start(self, task_id: str, round_no: int, refs: Sequence[ItemRef]) -> None:
         self._start(execution_name(task_id, round_no), task_id, round_no, refs)
 
-    def start_closing(self, task_id: str, round_no: int) -> None:
+    def start_closing(self, task_id: str, round_no: int, *, for_round: bool = False) -> None:
         """An execution without items, so only its Finalize does work: it tallies and zips a
-        task that was settled outside its rounds (a cancel stops those)."""
-        self._start(closing_name(task_id), task_id, round_no, [])
+        task that was settled outside its rounds (a cancel stops those; an undone start never
+        ran its round). `for_round` names it after the round, so each round can have one."""
+        name = closing_name(task_id, round_no if for_round else None)
+        self._start(name, task_id, round_no, [])
 
     def _start(self, name: str, task_id: str, round_no: int, refs: Sequence[ItemRef]) -> None:
         if not self._arn:

@@ -127,16 +127,27 @@ class TaskService:
             self._executions.start(task.task_id, task.round, refs)
         except Exception as error:
             logger.exception("execution start failed; undoing the charge", task_id=task.task_id)
-            for ref in refs:  # failed and refunded, so the user can simply retry them later
-                self._tasks.fail_item(task, ref, START_FAILED)
-            _, items = self._tasks.get_with_items(task.task_id)
-            # Items of an earlier round may still be running; their finalize ends the task.
-            running = any(item.status in UNFINISHED_ITEM_STATUSES for item in items)
-            status = TaskStatus.PROCESSING if running else final_status(items)
-            if self._tasks.set_status(task.task_id, status, allowed_from=OPEN,
-                                      error_message=StartFailed.default_message) and not running:
-                self._announce(task, status, items)
+            self._undo_start(task, refs)
             raise StartFailed() from error
+
+    def _undo_start(self, task: Task, refs: list[ItemRef]) -> None:
+        """Fail and refund the round's items, so the user can simply retry them later. The
+        task ends here only if no item is left running (an earlier round's finalize ends it
+        otherwise) and no success needs a ZIP: an earlier round's Finalize may have found this
+        round's items pending and left the ZIP to it, so a closing execution writes it (or, if
+        that cannot start either, the reconciler)."""
+        for ref in refs:
+            self._tasks.fail_item(task, ref, START_FAILED)
+        _, items = self._tasks.get_with_items(task.task_id)
+        running = any(item.status in UNFINISHED_ITEM_STATUSES for item in items)
+        zipping = not running and any(item.status is ItemStatus.SUCCESS for item in items)
+        status = TaskStatus.PROCESSING if running or zipping else final_status(items)
+        written = self._tasks.set_status(task.task_id, status, allowed_from=OPEN,
+                                         error_message=StartFailed.default_message)
+        if written and zipping:
+            self._close(task, for_round=True)
+        elif written and not running:
+            self._announce(task, status, items)
 
     def _announce(self, task: Task, status: TaskStatus, items: list[Item]) -> None:
         """A task the failed start finished is announced like any other; the client hears
@@ -194,12 +205,13 @@ class TaskService:
         self._close(task)
         return len(refunded) * task.quota_cost
 
-    def _close(self, task: Task) -> None:
-        """The stopped rounds never reach their Finalize, so one more execution runs it: the
-        successes get their ZIP and manifest, and the task leaves the reconciler's list. If it
-        cannot start, the task is still listed and the reconciler finalizes it later."""
+    def _close(self, task: Task, *, for_round: bool = False) -> None:
+        """The stopped (or never started) rounds never reach their Finalize, so one more
+        execution runs it: the successes get their ZIP and manifest, and the task leaves the
+        reconciler's list. If it cannot start, the task is still listed and the reconciler
+        finalizes it later."""
         try:
-            self._executions.start_closing(task.task_id, task.round)
+            self._executions.start_closing(task.task_id, task.round, for_round=for_round)
         except Exception:
             logger.exception("closing execution not started", task_id=task.task_id)
 
