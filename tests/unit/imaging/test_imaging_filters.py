@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat
 from pixelbatch.imaging import filters
+from pixelbatch.imaging.failures import ItemFailure
 from pixelbatch.imaging.ops import _correction_lut, _flat_area_weights, _ramp
 from pixelbatch.imaging.pipeline import run_pipeline
 
@@ -127,3 +128,92 @@ def test_importing_the_pipeline_loads_neither_numpy_nor_opencv() -> None:
     ran = subprocess.run([sys.executable, "-c", probe], cwd=core, capture_output=True,
                          text=True, timeout=60, check=True)
     assert ran.stdout.strip() == "[]", ran.stderr
+
+
+# ---- JPEG in and out through OpenCV ---------------------------------------------------------
+
+TONE_FIRST = {  # catalog pipelines whose first pass takes pixels
+    "basic_clean": [
+        {"name": "b", "op": "brightness", "params": {"amount": 10}},
+        {"name": "c", "op": "contrast", "params": {"amount": 5}},
+        {"name": "save", "op": "encode", "params": {"format": "jpeg", "quality": 90}},
+    ],
+    "bw_classic": [
+        {"name": "mono", "op": "grayscale", "params": {}},
+        {"name": "c", "op": "contrast", "params": {"amount": 20}},
+        {"name": "s", "op": "sharpen", "params": {"amount": 2}},
+        {"name": "save", "op": "encode", "params": {"format": "jpeg", "quality": 90}},
+    ],
+    "sepia": [
+        {"name": "sepia", "op": "colorize", "params": {"dark": "#2b1d0e", "light": "#fff4e0"}},
+        {"name": "blur", "op": "denoise", "params": {"strength": 3}},
+        {"name": "save", "op": "encode", "params": {"format": "jpeg", "quality": 85}},
+    ],
+    "transcode": [{"name": "save", "op": "encode", "params": {"format": "jpeg", "quality": 80}}],
+}
+# An RGB profile in two APP2 markers (a marker holds 65519 bytes of it)
+LARGE_ICC = bytes(16) + b"RGB " + bytes(70_000)
+
+
+def jpeg_of(im: Image.Image, *, orientation: int = 1, icc: bytes | None = None) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    im.save(buffer, "JPEG", quality=92, exif=exif, **({"icc_profile": icc} if icc else {}))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def opencv_decodes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records each time the pipeline hands a JPEG to OpenCV's decoder."""
+    calls: list[bool] = []
+    decode = filters.decode_jpeg
+
+    def spy(data: bytes, *, grey: bool) -> Pixels | None:
+        calls.append(grey)
+        return decode(data, grey=grey)
+
+    monkeypatch.setattr(filters, "decode_jpeg", spy)
+    return calls
+
+
+@pytest.mark.parametrize("pipeline", sorted(TONE_FIRST))
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_jpeg_read_and_written_by_opencv_is_byte_for_byte_pillows(
+    photo: Photo, opencv_decodes: list[bool], pipeline: str, orientation: int
+) -> None:
+    # Given a photo stored turned (EXIF orientation) with an ICC profile of two markers
+    data = jpeg_of(photo("rocket.jpg"), orientation=orientation, icc=LARGE_ICC)
+    steps = TONE_FIRST[pipeline]
+    # When it runs through OpenCV's codec, and through Pillow's (a byte after the end of the
+    # JPEG sends it to Pillow)
+    ours = run_pipeline(data, steps, {})
+    assert opencv_decodes == [pipeline in ("bw_classic", "sepia")]  # grey: only luma is read
+    pillows = run_pipeline(data + b"\0", steps, {})
+    assert len(opencv_decodes) == 1
+    # Then the output is the same file, upright, with the profile where it fits
+    assert ours == pillows
+    out = Image.open(io.BytesIO(ours.data))
+    assert out.size == (427, 640) if orientation >= 5 else (640, 427)
+    assert out.info.get("icc_profile") == (None if out.mode == "L" else LARGE_ICC)
+    assert "exif" not in out.info
+
+
+def test_a_truncated_jpeg_never_reaches_opencv(
+    photo: Photo, opencv_decodes: list[bool]
+) -> None:
+    # OpenCV would decode the missing half as grey; Pillow rejects it
+    data = jpeg_of(photo("rocket.jpg"))
+    with pytest.raises(ItemFailure) as failed:
+        run_pipeline(data[: len(data) * 2 // 3], TONE_FIRST["basic_clean"], {})
+    assert failed.value.code == "corrupt_image" and opencv_decodes == []
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_upright_pixels_are_exif_transposes(photo: Photo, orientation: int) -> None:
+    im = photo("rocket.jpg")
+    turned = Image.open(io.BytesIO(jpeg_of(im, orientation=orientation)))
+    turned.load()
+    stored = np.asarray(turned)
+    expected = np.asarray(ImageOps.exif_transpose(turned))
+    assert np.array_equal(filters.upright(stored, orientation), expected)

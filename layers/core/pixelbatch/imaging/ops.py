@@ -445,11 +445,9 @@ def _saturation(pixels: Pixels, p: Params) -> Pixels:
     return filters.color_matrix(pixels, rows)
 
 
-@op("grayscale")
-def _grayscale(im: Image.Image, p: Params) -> Image.Image:
-    if im.mode in ("L", "LA"):
-        return im
-    return im.convert("LA" if im.mode == "RGBA" else "L")
+@pixel_op("grayscale")
+def _grayscale(pixels: Pixels, p: Params) -> Pixels:
+    return filters.luma(pixels)
 
 
 @pixel_op(

@@ -17,12 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import filters
 from .failures import ItemFailure
-from .filters import through_pixels
 from .ops import OPS, OpSpec, ToneFn, apply_tones, resize_target, resized, tones_on_pixels
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from .filters import Pixels
+
+    # What flows between passes: an image, or the L or RGB pixels of one as an array, which a
+    # run of array ops leaves for the next pass (or the JPEG encoder) to take as it is.
+    Frame: TypeAlias = Image.Image | Pixels
 
 # Decided by content: Pillow only runs these parsers, never EPS/PDF (Ghostscript) or the like.
 # MPO (multi-picture JPEG from cameras) is opened by the JPEG parser.
@@ -76,6 +82,7 @@ Shrink = Callable[[tuple[int, int]], tuple[int, int] | None]
 _STEP_KEYS = {"name", "op", "params"}
 _REF_KEYS = {"$input", "default"}
 _ABSENT: Any = object()
+_JPEG_END = b"\xff\xd9"
 
 
 @dataclass(frozen=True)
@@ -110,19 +117,39 @@ def run_pipeline(
     plan = [step for step in plan if step.spec not in _upright_specs()]
     luma = bool(plan) and plan[0].spec in _luma_specs()
     shrink = _leading_resize(plan)
-    image, icc = decode(data, max_pixels=max_pixels, luma=luma, shrink=shrink)
+    after_decode = plan[1:] if shrink is not None else plan
+    frame, icc = _decode(data, max_pixels=max_pixels, luma=luma, shrink=shrink,
+                         as_pixels=_starts_on_pixels(after_decode, encode_params["format"]))
     if shrink is not None:
-        _check_size(image, plan[0].name, max_pixels)
-        plan = plan[1:]  # the decoder did it
-    for name, apply in _passes(plan):
-        image = apply(image)
-        _check_size(image, name, max_pixels)
-    return encode(image, encode_params["format"], encode_params["quality"], icc_profile=icc,
+        _check_size(frame, plan[0].name, max_pixels)
+    for name, apply in _passes(after_decode):
+        frame = apply(frame)
+        _check_size(frame, name, max_pixels)
+    return encode(frame, encode_params["format"], encode_params["quality"], icc_profile=icc,
                   optimize=encode_params["optimize"])
 
 
-def _check_size(image: Image.Image, step_name: str, max_pixels: int) -> None:
-    if image.width * image.height > max_pixels:
+def _starts_on_pixels(plan: list[_Step], fmt: str) -> bool:
+    """Whether the first pass takes an array (or, with no pass, the JPEG encoder does)."""
+    if not plan:
+        return fmt == "jpeg"
+    spec = plan[0].spec
+    return spec.tone is not None or spec.pixels is not None
+
+
+def _size(frame: Frame) -> tuple[int, int]:
+    if isinstance(frame, Image.Image):
+        return frame.size
+    return frame.shape[1], frame.shape[0]
+
+
+def _image(frame: Frame) -> Image.Image:
+    return frame if isinstance(frame, Image.Image) else filters.to_image(frame)
+
+
+def _check_size(frame: Frame, step_name: str, max_pixels: int) -> None:
+    width, height = _size(frame)
+    if width * height > max_pixels:
         raise ItemFailure.of("invalid_parameters", detail=f"{step_name}: output too large")
 
 
@@ -179,7 +206,7 @@ def _names(steps: Iterable[_Step]) -> str:
     return "+".join(step.name for step in steps)
 
 
-Pass = Callable[[Image.Image], Image.Image]
+Pass = Callable[["Frame"], "Frame"]
 
 
 def _tones(unit: list[_Step]) -> list[tuple[ToneFn, Mapping[str, Any]]]:
@@ -190,10 +217,13 @@ def _pillow_pass(unit: list[_Step]) -> Pass:
     step = unit[0]
     if step.spec.tone is not None:
         tones = _tones(unit)
-        return lambda im: apply_tones(im, tones)
+        return lambda frame: (
+            apply_tones(frame, tones) if isinstance(frame, Image.Image)
+            else tones_on_pixels(frame, tones)
+        )
     apply = step.spec.apply
     assert apply is not None
-    return lambda im: apply(im, step.params)
+    return lambda frame: apply(_image(frame), step.params)
 
 
 def _array_pass(run: list[list[_Step]]) -> Pass:
@@ -206,7 +236,14 @@ def _array_pass(run: list[list[_Step]]) -> Pass:
                 pixels = tones_on_pixels(pixels, _tones(unit))
         return pixels
 
-    return lambda im: through_pixels(im, on_pixels)
+    def apply(frame: Frame) -> Frame:
+        if not isinstance(frame, Image.Image):
+            return on_pixels(frame)
+        if frame.mode in ("RGBA", "LA"):  # the array holds the colour; the alpha stays put
+            return filters.through_pixels(frame, on_pixels)
+        return on_pixels(filters.to_pixels(frame))
+
+    return apply
 
 
 def validate_steps(steps: list[dict[str, Any]]) -> None:
@@ -279,7 +316,42 @@ def decode(
     ``shrink``: the size wanted for an upright image of a given size; a JPEG decoder then
     scales down by 2, 4 or 8 in the DCT on the way, and a resize makes the exact size.
     """
+    return _decode_opened(_open(data, max_pixels), luma=luma, shrink=shrink)
+
+
+def _decode(
+    data: bytes, *, max_pixels: int, luma: bool, shrink: Shrink | None, as_pixels: bool
+) -> tuple[Frame, bytes | None]:
+    """``decode``, or straight to an upright array when the pipeline starts on one and the
+    input is a JPEG that OpenCV reads exactly as Pillow does."""
     im = _open(data, max_pixels)
+    pixels = _decode_pixels(im, data, luma=luma, shrink=shrink) if as_pixels else None
+    if pixels is None:
+        return _decode_opened(im, luma=luma, shrink=shrink)
+    icc = im.info.get("icc_profile")
+    return pixels, icc if isinstance(icc, bytes) else None
+
+
+def _decode_pixels(
+    im: Image.ImageFile.ImageFile, data: bytes, *, luma: bool, shrink: Shrink | None
+) -> Pixels | None:
+    """A plain, whole JPEG wanted at its own size, as L (``luma``) or RGB pixels; None for
+    anything else. Whole: OpenCV reads a truncated JPEG as grey where Pillow rejects it, so
+    it only gets data that ends as a JPEG ends (an image with anything after that goes to
+    Pillow)."""
+    if im.format != "JPEG" or im.mode not in ("RGB", "L") or not data.endswith(_JPEG_END):
+        return None
+    if shrink is not None and shrink(_upright_size(im)) is not None:
+        return None
+    pixels = filters.decode_jpeg(data, grey=luma)
+    if pixels is None or pixels.shape[:2] != (im.height, im.width):
+        return None
+    return filters.upright(pixels, _orientation(im))
+
+
+def _decode_opened(
+    im: Image.ImageFile.ImageFile, *, luma: bool, shrink: Shrink | None
+) -> tuple[Image.Image, bytes | None]:
     # drafts are JPEG-only; its orientation is known from the header, before decoding
     upright = _upright_size(im) if im.format == "JPEG" else None
     target = shrink(upright) if shrink is not None and upright is not None else None
@@ -398,7 +470,7 @@ def _deep_to_rgb(im: Image.Image) -> Image.Image:
 
 
 def encode(
-    im: Image.Image,
+    frame: Frame,
     fmt: str,
     quality: int,
     *,
@@ -406,8 +478,12 @@ def encode(
     optimize: bool = True,
 ) -> Rendered:
     """Encode without EXIF/XMP (orientation is already applied; location data must not leak)."""
+    if not isinstance(frame, Image.Image):
+        if fmt == "jpeg":
+            return _encode_jpeg_pixels(frame, quality, icc_profile=icc_profile, optimize=optimize)
+        frame = filters.to_image(frame)
     ext, content_type = _OUTPUTS[fmt]
-    im = _output_mode(im, fmt)
+    im = _output_mode(frame, fmt)
     im.info = {}  # nothing from the source (EXIF, XMP, comments) may ride along
     options: dict[str, Any] = {}
     if icc_profile and _icc_fits(icc_profile, im.mode):
@@ -421,6 +497,18 @@ def encode(
         # level 6 takes ~3x longer on photos for a few percent smaller files
         im.save(buf, "PNG", compress_level=3, **options)
     return Rendered(buf.getvalue(), ext, content_type, im.width, im.height)
+
+
+def _encode_jpeg_pixels(
+    pixels: Pixels, quality: int, *, icc_profile: bytes | None, optimize: bool
+) -> Rendered:
+    """The bytes Pillow would write for these pixels, without moving them into Pillow."""
+    mode = "L" if filters.is_grey(pixels) else "RGB"
+    icc = icc_profile if icc_profile and _icc_fits(icc_profile, mode) else None
+    data = filters.encode_jpeg(pixels, quality, optimize=optimize, icc_profile=icc)
+    width, height = _size(pixels)
+    ext, content_type = _OUTPUTS["jpeg"]
+    return Rendered(data, ext, content_type, width, height)
 
 
 def _output_mode(im: Image.Image, fmt: str) -> Image.Image:
