@@ -121,7 +121,8 @@ def _smooth_flat_areas(im: Image.Image, strength: float) -> Image.Image:
 
 
 REFERENCE_OPS: dict[str, Callable[[Image.Image, Params], Image.Image]] = {
-    "resize": resize, "brightness": brightness, "contrast": contrast, "saturation": saturation,
+    "resize": resize, "shrink": lambda im, p: resize(im, {**p, "upscale": False}),
+    "brightness": brightness, "contrast": contrast, "saturation": saturation,
     "grayscale": grayscale, "colorize": colorize, "sharpen": sharpen, "denoise": denoise,
 }
 

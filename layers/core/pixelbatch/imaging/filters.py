@@ -11,6 +11,7 @@ on first use: only the item worker runs pixels, and only its function carries th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
     Pixels = npt.NDArray[np.uint8]
 
+_LANCZOS = Image.Resampling.LANCZOS
+_LANCZOS_LOBES = 3
 MID = 128  # differences and corrections are stored around mid-grey, as 8-bit values
 # Pillow's FIND_EDGES kernel: the centre against its eight neighbours
 _EDGE_KERNEL = ((-1, -1, -1), (-1, 8, -1), (-1, -1, -1))
@@ -50,7 +53,7 @@ def through_pixels(im: Image.Image, run: Callable[[Pixels], Pixels]) -> Image.Im
     colour = im.convert(im.mode[:-1]) if alpha is not None else im
     out = to_image(run(to_pixels(colour)))
     if alpha is not None:
-        out.putalpha(alpha)
+        out.putalpha(alpha if alpha.size == out.size else alpha.resize(out.size, _LANCZOS))
     return out
 
 
@@ -220,6 +223,34 @@ def _edge_kernel() -> Pixels:
     import numpy as np
 
     return np.array(_EDGE_KERNEL, dtype=np.float32)
+
+
+def shrink(pixels: Pixels, size: tuple[int, int]) -> Pixels:
+    """Downscale to ``size``: Pillow's Lanczos kernel at the scale as a low-pass, then bicubic
+    sampling. Pillow's Lanczos resize to about a fifth of a level on a phone photo, under a
+    level on fine texture, and three to four times faster. (OpenCV's Lanczos sampling would
+    halve the difference and cost as much as Pillow's resize.)"""
+    cv2 = _cv2()
+    height, width = pixels.shape[:2]
+    low = cv2.sepFilter2D(
+        pixels, -1, _lanczos_kernel(round(width / size[0], 3)),
+        _lanczos_kernel(round(height / size[1], 3)), borderType=cv2.BORDER_REPLICATE,
+    )
+    result: Pixels = cv2.resize(low, size, interpolation=cv2.INTER_CUBIC)
+    return result
+
+
+@cache
+def _lanczos_kernel(scale: float) -> npt.NDArray[np.float32]:
+    """Lanczos-3 stretched by ``scale`` (at least 1), sampled at whole pixels, summing to 1."""
+    import numpy as np
+
+    scale = max(scale, 1.0)
+    reach = math.ceil(_LANCZOS_LOBES * scale)
+    x = np.arange(-reach, reach + 1, dtype=np.float64) / scale
+    weights = np.where(np.abs(x) < _LANCZOS_LOBES, np.sinc(x) * np.sinc(x / _LANCZOS_LOBES), 0.0)
+    kernel: npt.NDArray[np.float32] = (weights / weights.sum()).astype(np.float32)
+    return kernel
 
 
 def color_matrix(pixels: Pixels, rows: Sequence[Sequence[float]]) -> Pixels:

@@ -155,14 +155,16 @@ def tone_op(name: str, **params: Param) -> Callable[[ToneFn], ToneFn]:
     return register
 
 
-def pixel_op(name: str, **params: Param) -> Callable[[PixelFn], PixelFn]:
+def pixel_op(
+    name: str, *, check: Callable[[Params], None] | None = None, **params: Param
+) -> Callable[[PixelFn], PixelFn]:
     """Register ``fn`` as op ``name``: on its own, or in one array with its neighbours."""
 
     def register(fn: PixelFn) -> PixelFn:
         def alone(im: Image.Image, p: Params) -> Image.Image:
             return filters.through_pixels(im, lambda pixels: fn(pixels, p))
 
-        OPS[name] = OpSpec(params, alone, pixels=fn)
+        OPS[name] = OpSpec(params, alone, check, pixels=fn)
         return fn
 
     return register
@@ -323,6 +325,17 @@ def _resize(im: Image.Image, p: Params) -> Image.Image:
     """Fit within max_width x max_height keeping the aspect ratio."""
     size = resize_target(im.size, p)
     return im if size is None else resized(im, size)
+
+
+@pixel_op("shrink", check=_check_resize, max_width=_dim(None), max_height=_dim(None))
+def _shrink(pixels: Pixels, p: Params) -> Pixels:
+    """Fit within max_width x max_height, never enlarging, on OpenCV (filters.shrink): within
+    about a fifth of a level of resize's pixels on a photo, three to four times faster. For
+    pipelines that smooth afterwards; a lossy encoder turns even that fifth of a level into
+    about a level of difference in its output, so resize stays where nothing else changes."""
+    height, width = pixels.shape[:2]
+    size = resize_target((width, height), {**p, "upscale": False})
+    return pixels if size is None else filters.shrink(pixels, size)
 
 
 def resize_target(size: tuple[int, int], p: Params) -> tuple[int, int] | None:
