@@ -27,17 +27,20 @@ SIGMA = 2.0
 PERCENT = 150  # hdr_tone's sharpen
 INSTALL = "pip install pyvips==3.2.0 pyvips-binary==8.18.7"
 DECISION = (
-    "Decision: Pillow decodes, resizes, draws and encodes; OpenCV (`opencv-python-headless` "
+    "Decision: Pillow decodes what OpenCV does not take, resizes with Lanczos where nothing "
+    "smooths afterwards, draws and encodes PNG and WEBP; OpenCV (`opencv-python-headless` "
     "with numpy, in an imaging layer that only ProcessItem carries) runs the neighbourhood "
-    "filters and the colour matrix, where Pillow's scalar loops cost the most. It gives the "
+    "filters, the colour matrix, the lookup tables and portrait's shrink, and reads and "
+    "writes the JPEGs of pipelines that start on pixels: the same libjpeg-turbo as Pillow's, "
+    "byte for byte Pillow's files, without Pillow's four-byte pixels. Its filters give the "
     "same pixels to within a level (tests/unit/imaging/test_imaging_filters.py), and its "
     "manylinux2014 wheels keep the functions on the python3.11 runtime. libvips decodes, "
     "blurs and shrinks faster still, but pyvips's wheels need glibc 2.28 (the python3.12+ "
     "runtimes on Amazon Linux 2023, whose bytecode this machine's Python cannot compile for "
     "the layers), and its kernels are not Pillow's: a lossy encoder turns even a tenth of a "
     "level of resize difference into more than a level in its output (watermark's WEBP), so "
-    "the product's resizes would change either way. That is the next step for the resize "
-    "pipelines, together with the runtime upgrade."
+    "the product's Lanczos resizes would change either way. That is the next step for the "
+    "resize pipelines, together with the runtime upgrade."
 )
 
 
