@@ -644,15 +644,21 @@ def test_retry_whose_start_fails_is_503_and_its_charge_is_undone(
     assert details(stack, account.user, task_id)["batch_items"][1]["status"] == "success"
 
 
-def test_retry_after_a_failed_retry_start_is_still_possible(
-    stack: Stack, faults: Faults
-) -> None:
+def _retry_refused_once(stack: Stack, faults: Faults) -> tuple[Account, str]:
+    """A partial batch whose retry Step Functions refused once (503)."""
     account = new_account(stack, "restart")
     task_id = _failed_batch(stack, account)
     faults.add(Fault("stepfunctions", "StartExecution", client_error("ServiceUnavailable", 503),
                      times=1))
-    first = stack.call("POST", f"/api/tasks/{task_id}/retry-failed", user=account.user)
-    assert first.status == 503
+    reply = stack.call("POST", f"/api/tasks/{task_id}/retry-failed", user=account.user)
+    assert reply.status == 503
+    return account, task_id
+
+
+def test_retry_after_a_failed_retry_start_is_still_possible(
+    stack: Stack, faults: Faults
+) -> None:
+    account, task_id = _retry_refused_once(stack, faults)
     item = details(stack, account.user, task_id)["batch_items"][0]
     assert (item["status"], item["retryable"]) == ("failed", True)
     again = stack.call("POST", f"/api/tasks/{task_id}/retry-failed", user=account.user)
@@ -662,14 +668,9 @@ def test_retry_after_a_failed_retry_start_is_still_possible(
 def test_a_failed_retry_start_is_closed_by_an_execution_that_zips_the_round(
     stack: Stack, faults: Faults
 ) -> None:
-    # Given a partial batch (image 0 failed, image 1 done), and one refused execution start
-    account = new_account(stack, "restart")
-    task_id = _failed_batch(stack, account)
-    faults.add(Fault("stepfunctions", "StartExecution", client_error("ServiceUnavailable", 503),
-                     times=1))
-    # When the user retries: 503, round 2's charge undone, and nothing of round 2 ever runs
-    reply = stack.call("POST", f"/api/tasks/{task_id}/retry-failed", user=account.user)
-    assert reply.status == 503
+    # Given a partial batch (image 0 failed, image 1 done) whose retry got a 503: round 2's
+    # charge undone, and nothing of round 2 ever runs
+    account, task_id = _retry_refused_once(stack, faults)
     # Then the task waits for round 2's closing execution, which finalizes it with the ZIP
     assert details(stack, account.user, task_id)["status"] == "processing"
     assert run_round(stack, task_id, name=f"{task_id}-r2-close") == []
