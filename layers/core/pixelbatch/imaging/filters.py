@@ -1,5 +1,5 @@
 """Pixel ops on OpenCV, with Pillow's arithmetic: blur, unsharp mask, edge-aware smoothing,
-colour matrix, lookup tables.
+colour matrix, lookup tables, a shrink; and JPEG read into and written from arrays.
 
 Pillow's Gaussian blur, 3x3 convolution and colour matrix are scalar loops: its unsharp mask
 takes about half a second on a 12 MP photo. OpenCV's are vectorised and give the same pixels
@@ -71,7 +71,7 @@ def to_image(pixels: Pixels) -> Image.Image:
 # ---- JPEG in and out ------------------------------------------------------------------------
 # OpenCV's codec is the same libjpeg-turbo as Pillow's, with the same settings: the same pixels
 # and the same bytes. It reads into and writes from an array without Pillow's 4-byte pixel
-# layout, which makes a tone-only pipeline on a photo about a third faster end to end.
+# layout or a conversion: on 12 MP photos about 5% off basic_clean, 15% off hdr_tone.
 
 _ICC_MARKER = b"\xff\xe2"
 _ICC_HEADER = b"ICC_PROFILE\0"
@@ -127,7 +127,9 @@ def encode_jpeg(pixels: Pixels, quality: int, *, optimize: bool, icc_profile: by
 
 def _with_icc(jpeg: bytes, profile: bytes) -> bytes:
     """The profile in APP2 markers right after the JFIF header, where Pillow writes them."""
-    at = 2 + 2 + int.from_bytes(jpeg[4:6], "big")  # SOI, then APP0's marker and length
+    at = 2  # after SOI, and after the JFIF header (APP0) if there is one
+    if jpeg[2:4] == b"\xff\xe0":
+        at += 2 + int.from_bytes(jpeg[4:6], "big")
     chunks = [profile[i : i + _ICC_CHUNK] for i in range(0, len(profile), _ICC_CHUNK)]
     markers = b"".join(
         _ICC_MARKER + (len(chunk) + 16).to_bytes(2, "big") + _ICC_HEADER
