@@ -250,3 +250,23 @@ def test_the_shrink_op_keeps_transparency_and_never_enlarges(photo: Photo) -> No
     expected_alpha = im.getchannel("A").resize(small.size, Image.Resampling.LANCZOS)
     assert mean_difference(small.getchannel("A"), expected_alpha) == 0
     assert shrunk(1000).size == (640, 427)
+
+
+@pytest.mark.parametrize(("kind", "mode", "options", "by_opencv"), [
+    ("grey", "L", {}, True),
+    ("progressive", "RGB", {"progressive": True}, True),
+    ("full chroma", "RGB", {"subsampling": 0}, True),
+    ("CMYK", "CMYK", {}, False),  # Adobe's inverted CMYK: Pillow's decoder handles it
+])
+@pytest.mark.parametrize("pipeline", ["basic_clean", "bw_classic"])
+def test_other_kinds_of_jpeg_give_pillows_bytes_too(
+    photo: Photo, opencv_decodes: list[bool], kind: str, mode: str, options: dict[str, object],
+    by_opencv: bool, pipeline: str,
+) -> None:
+    buffer = io.BytesIO()
+    photo("rocket.jpg").convert(mode).save(buffer, "JPEG", quality=90, **options)
+    data = buffer.getvalue()
+    steps = TONE_FIRST[pipeline]
+    ours = run_pipeline(data, steps, {})
+    assert len(opencv_decodes) == int(by_opencv), kind
+    assert ours == run_pipeline(data + b"\0", steps, {})
