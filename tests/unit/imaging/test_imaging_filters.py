@@ -132,7 +132,7 @@ def test_importing_the_pipeline_loads_neither_numpy_nor_opencv() -> None:
 
 # ---- JPEG in and out through OpenCV ---------------------------------------------------------
 
-TONE_FIRST = {  # catalog pipelines whose first pass takes pixels
+TONE_FIRST = {  # pipelines whose first pass takes pixels, three of them as in the catalog
     "basic_clean": [
         {"name": "b", "op": "brightness", "params": {"amount": 10}},
         {"name": "c", "op": "contrast", "params": {"amount": 5}},

@@ -65,7 +65,7 @@ def to_pixels(im: Image.Image) -> Pixels:
 
 
 def to_image(pixels: Pixels) -> Image.Image:
-    return Image.fromarray(pixels, "L" if is_grey(pixels) else "RGB")
+    return Image.fromarray(pixels, mode_of(pixels))
 
 
 # ---- JPEG in and out ------------------------------------------------------------------------
@@ -141,6 +141,11 @@ def _with_icc(jpeg: bytes, profile: bytes) -> bytes:
 
 def is_grey(pixels: Pixels) -> bool:
     return pixels.ndim == 2
+
+
+def mode_of(pixels: Pixels) -> str:
+    """The Pillow mode of these pixels: L or RGB."""
+    return "L" if is_grey(pixels) else "RGB"
 
 
 def _table(values: Sequence[int]) -> Pixels:

@@ -299,8 +299,7 @@ def apply_tones(im: Image.Image, steps: ToneSteps) -> Image.Image:
 
 def tones_on_pixels(pixels: Pixels, steps: ToneSteps) -> Pixels:
     """Tone steps in one lookup pass over an array of L or RGB pixels."""
-    mode = "L" if filters.is_grey(pixels) else "RGB"
-    lut = tone_table(steps, lambda: filters.histogram(pixels), mode)
+    lut = tone_table(steps, lambda: filters.histogram(pixels), filters.mode_of(pixels))
     return pixels if lut == _IDENTITY else filters.apply_lut(pixels, lut)
 
 

@@ -185,10 +185,10 @@ def _passes(plan: list[_Step]) -> Iterator[tuple[str, Pass]]:
         if any(part[0].spec.pixels is not None for part in run):
             yield _names(step for part in run for step in part), _array_pass(run)
         else:
-            yield from ((_names(part), _pillow_pass(part)) for part in run)
+            yield from ((_names(part), _unit_pass(part)) for part in run)
         run = []
         if unit:
-            yield _names(unit), _pillow_pass(unit)
+            yield _names(unit), _unit_pass(unit)
 
 
 def _units(plan: list[_Step]) -> list[list[_Step]]:
@@ -213,7 +213,8 @@ def _tones(unit: list[_Step]) -> list[tuple[ToneFn, Mapping[str, Any]]]:
     return [(step.spec.tone, step.params) for step in unit if step.spec.tone is not None]
 
 
-def _pillow_pass(unit: list[_Step]) -> Pass:
+def _unit_pass(unit: list[_Step]) -> Pass:
+    """A unit on its own: tone steps as one table on an image or an array, or one Pillow op."""
     step = unit[0]
     if step.spec.tone is not None:
         tones = _tones(unit)
@@ -328,8 +329,7 @@ def _decode(
     pixels = _decode_pixels(im, data, luma=luma, shrink=shrink) if as_pixels else None
     if pixels is None:
         return _decode_opened(im, luma=luma, shrink=shrink)
-    icc = im.info.get("icc_profile")
-    return pixels, icc if isinstance(icc, bytes) else None
+    return pixels, _icc(im)
 
 
 def _decode_pixels(
@@ -363,7 +363,7 @@ def _decode_opened(
         raise ItemFailure.of("too_many_pixels", detail=str(e)) from e
     except _DECODE_ERRORS as e:
         raise ItemFailure.of("corrupt_image", detail=f"{type(e).__name__}: {e}") from e
-    icc = im.info.get("icc_profile")
+    icc = _icc(im)
     _apply_orientation(im)
     keep_luma = luma and im.mode == "L" and not im.has_transparency_data
     image = im if keep_luma else _normalize_mode(im)
@@ -371,7 +371,13 @@ def _decode_opened(
         target = shrink(image.size)
     if target is not None:
         image = resized(image, target)
-    return image, icc if isinstance(icc, bytes) else None
+    return image, icc
+
+
+def _icc(im: Image.Image) -> bytes | None:
+    """The source's ICC profile, if it carries one."""
+    icc = im.info.get("icc_profile")
+    return icc if isinstance(icc, bytes) else None
 
 
 def _upright_size(im: Image.Image) -> tuple[int, int]:
@@ -503,8 +509,7 @@ def _encode_jpeg_pixels(
     pixels: Pixels, quality: int, *, icc_profile: bytes | None, optimize: bool
 ) -> Rendered:
     """The bytes Pillow would write for these pixels, without moving them into Pillow."""
-    mode = "L" if filters.is_grey(pixels) else "RGB"
-    icc = icc_profile if icc_profile and _icc_fits(icc_profile, mode) else None
+    icc = icc_profile if icc_profile and _icc_fits(icc_profile, filters.mode_of(pixels)) else None
     data = filters.encode_jpeg(pixels, quality, optimize=optimize, icc_profile=icc)
     width, height = _size(pixels)
     ext, content_type = _OUTPUTS["jpeg"]
