@@ -150,6 +150,10 @@ TONE_FIRST = {  # pipelines whose first pass takes pixels, three of them as in t
         {"name": "save", "op": "encode", "params": {"format": "jpeg", "quality": 85}},
     ],
     "transcode": [{"name": "save", "op": "encode", "params": {"format": "jpeg", "quality": 80}}],
+    "vivid": [  # a colour matrix: the bands in their own order
+        {"name": "c", "op": "contrast", "params": {"amount": 10}},
+        {"name": "s", "op": "saturation", "params": {"amount": 30}},
+    ],
 }
 # An RGB profile in two APP2 markers (a marker holds 65519 bytes of it)
 LARGE_ICC = bytes(16) + b"RGB " + bytes(70_000)
@@ -164,14 +168,15 @@ def jpeg_of(im: Image.Image, *, orientation: int = 1, icc: bytes | None = None) 
 
 
 @pytest.fixture
-def opencv_decodes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Records each time the pipeline hands a JPEG to OpenCV's decoder."""
-    calls: list[bool] = []
+def opencv_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each time the pipeline hands a JPEG to OpenCV's decoder, and what it asks for:
+    L, RGB, or RGB backed by the BGR array the encoder takes as it is."""
+    calls: list[str] = []
     decode = filters.decode_jpeg
 
-    def spy(data: bytes, *, grey: bool) -> Pixels | None:
-        calls.append(grey)
-        return decode(data, grey=grey)
+    def spy(data: bytes, *, grey: bool, bgr_backed: bool) -> Pixels | None:
+        calls.append("L" if grey else "BGR" if bgr_backed else "RGB")
+        return decode(data, grey=grey, bgr_backed=bgr_backed)
 
     monkeypatch.setattr(filters, "decode_jpeg", spy)
     return calls
@@ -180,7 +185,7 @@ def opencv_decodes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 @pytest.mark.parametrize("pipeline", sorted(TONE_FIRST))
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_a_jpeg_read_and_written_by_opencv_is_byte_for_byte_pillows(
-    photo: Photo, opencv_decodes: list[bool], pipeline: str, orientation: int
+    photo: Photo, opencv_decodes: list[str], pipeline: str, orientation: int
 ) -> None:
     # Given a photo stored turned (EXIF orientation) with an ICC profile of two markers
     data = jpeg_of(photo("rocket.jpg"), orientation=orientation, icc=LARGE_ICC)
@@ -188,7 +193,9 @@ def test_a_jpeg_read_and_written_by_opencv_is_byte_for_byte_pillows(
     # When it runs through OpenCV's codec, and through Pillow's (a byte after the end of the
     # JPEG sends it to Pillow)
     ours = run_pipeline(data, steps, {})
-    assert opencv_decodes == [pipeline in ("bw_classic", "sepia")]  # grey: only luma is read
+    # grey where only luma is read; BGR where every step treats the bands alike
+    decoded = {"bw_classic": "L", "sepia": "L", "vivid": "RGB"}.get(pipeline, "BGR")
+    assert opencv_decodes == [decoded]
     pillows = run_pipeline(data + b"\0", steps, {})
     assert len(opencv_decodes) == 1
     # Then the output is the same file, upright, with the profile where it fits
@@ -200,7 +207,7 @@ def test_a_jpeg_read_and_written_by_opencv_is_byte_for_byte_pillows(
 
 
 def test_a_truncated_jpeg_never_reaches_opencv(
-    photo: Photo, opencv_decodes: list[bool]
+    photo: Photo, opencv_decodes: list[str]
 ) -> None:
     # OpenCV would decode the missing half as grey; Pillow rejects it
     data = jpeg_of(photo("rocket.jpg"))
@@ -217,6 +224,27 @@ def test_upright_pixels_are_exif_transposes(photo: Photo, orientation: int) -> N
     stored = np.asarray(turned)
     expected = np.asarray(ImageOps.exif_transpose(turned))
     assert np.array_equal(filters.upright(stored, orientation), expected)
+    # and RGB viewed over BGR storage turns the same, and stays backed by BGR
+    backed = np.ascontiguousarray(stored[..., ::-1])[..., ::-1]
+    turned_backed = filters.upright(backed, orientation)
+    assert np.array_equal(turned_backed, expected)
+    assert turned_backed[..., ::-1].flags.c_contiguous
+
+
+def test_a_table_on_bgr_backed_pixels_is_written_over_their_storage(photo: Photo) -> None:
+    rgb = np.asarray(photo("rocket.jpg")).copy()
+    backed = np.ascontiguousarray(rgb[..., ::-1])[..., ::-1]
+    inverted = [255 - v for v in range(256)]
+    out = filters.apply_lut(backed, inverted, in_place=True)
+    assert np.array_equal(out, 255 - rgb)
+    assert np.shares_memory(out, backed) and out[..., ::-1].flags.c_contiguous
+
+
+def test_a_table_leaves_pixels_that_may_not_be_written_alone(photo: Photo) -> None:
+    frozen = np.asarray(photo("rocket.jpg"))  # a view of Pillow's bytes: read-only
+    before = frozen.copy()
+    out = filters.apply_lut(frozen, [255 - v for v in range(256)], in_place=True)
+    assert np.array_equal(frozen, before) and np.array_equal(out, 255 - before)
 
 
 # ---- shrink ---------------------------------------------------------------------------------
@@ -260,7 +288,7 @@ def test_the_shrink_op_keeps_transparency_and_never_enlarges(photo: Photo) -> No
 ])
 @pytest.mark.parametrize("pipeline", ["basic_clean", "bw_classic"])
 def test_other_kinds_of_jpeg_give_pillows_bytes_too(
-    photo: Photo, opencv_decodes: list[bool], kind: str, mode: str, options: dict[str, object],
+    photo: Photo, opencv_decodes: list[str], kind: str, mode: str, options: dict[str, object],
     by_opencv: bool, pipeline: str,
 ) -> None:
     buffer = io.BytesIO()

@@ -85,15 +85,30 @@ _ORIENT: dict[int, tuple[bool, bool, bool]] = {
 }
 
 
-def decode_jpeg(data: bytes, *, grey: bool) -> Pixels | None:
+def decode_jpeg(data: bytes, *, grey: bool, bgr_backed: bool = False) -> Pixels | None:
     """A JPEG's pixels as stored (orientation not applied): L if ``grey``, otherwise RGB.
-    None if OpenCV cannot read it."""
+    None if OpenCV cannot read it.
+
+    ``bgr_backed``: the RGB pixels as a view, in reverse band order, of the BGR array OpenCV
+    decodes to, for steps that treat every band alike; the JPEG encoder then takes that array
+    as it is, without a conversion pass (about 6% of basic_clean)."""
     import numpy as np
 
     cv2 = _cv2()
-    flags = (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR_RGB) | cv2.IMREAD_IGNORE_ORIENTATION
+    colour = cv2.IMREAD_COLOR if bgr_backed else cv2.IMREAD_COLOR_RGB
+    flags = (cv2.IMREAD_GRAYSCALE if grey else colour) | cv2.IMREAD_IGNORE_ORIENTATION
     pixels: Pixels | None = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
-    return pixels
+    if pixels is None or grey or not bgr_backed:
+        return pixels
+    return pixels[..., ::-1]
+
+
+def _bgr_backing(pixels: Pixels) -> Pixels | None:
+    """The contiguous BGR array that ``pixels`` views in reverse band order, if it is one."""
+    if pixels.ndim != 3 or pixels.strides[2] >= 0:
+        return None
+    stored = pixels[..., ::-1]
+    return stored if stored.flags.c_contiguous else None
 
 
 def upright(pixels: Pixels, orientation: int) -> Pixels:
@@ -102,6 +117,9 @@ def upright(pixels: Pixels, orientation: int) -> Pixels:
 
     if orientation not in _ORIENT:
         return pixels
+    stored = _bgr_backing(pixels)
+    if stored is not None:  # turn the BGR array, and view it as RGB again
+        return upright(stored, orientation)[..., ::-1]
     flip_rows, flip_columns, swap = _ORIENT[orientation]
     if swap:
         pixels = pixels.swapaxes(0, 1)
@@ -116,7 +134,9 @@ def encode_jpeg(pixels: Pixels, quality: int, *, optimize: bool, icc_profile: by
                 ) -> bytes:
     """Baseline JPEG with 4:2:0 chroma, as Pillow saves it, with the ICC profile if given."""
     cv2 = _cv2()
-    stored = pixels if is_grey(pixels) else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    stored = pixels if is_grey(pixels) else _bgr_backing(pixels)
+    if stored is None:
+        stored = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_OPTIMIZE, int(optimize)]
     ok, encoded = cv2.imencode(".jpg", stored, params)
     if not ok:
@@ -154,9 +174,14 @@ def _table(values: Sequence[int]) -> Pixels:
     return np.array(values, dtype=np.uint8)
 
 
-def apply_lut(pixels: Pixels, lut: Sequence[int]) -> Pixels:
-    """The same 256-entry table on every band."""
-    result: Pixels = _cv2().LUT(pixels, _table(lut))
+def apply_lut(pixels: Pixels, lut: Sequence[int], *, in_place: bool = False) -> Pixels:
+    """The same 256-entry table on every band; ``in_place`` writes it over ``pixels`` when
+    they may be written (a 12 MP photo then needs no second 36 MB array)."""
+    stored = _bgr_backing(pixels)
+    if stored is not None:  # the table is the same for every band: the order does not matter
+        return apply_lut(stored, lut, in_place=in_place)[..., ::-1]
+    into = pixels if in_place and pixels.flags.writeable else None
+    result: Pixels = _cv2().LUT(pixels, _table(lut), dst=into)
     return result
 
 

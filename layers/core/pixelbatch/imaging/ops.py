@@ -298,9 +298,10 @@ def apply_tones(im: Image.Image, steps: ToneSteps) -> Image.Image:
 
 
 def tones_on_pixels(pixels: Pixels, steps: ToneSteps) -> Pixels:
-    """Tone steps in one lookup pass over an array of L or RGB pixels."""
+    """Tone steps in one lookup pass over an array of L or RGB pixels, written over them
+    where the array may be written: it is the pipeline's own, and nothing reads it again."""
     lut = tone_table(steps, lambda: filters.histogram(pixels), filters.mode_of(pixels))
-    return pixels if lut == _IDENTITY else filters.apply_lut(pixels, lut)
+    return pixels if lut == _IDENTITY else filters.apply_lut(pixels, lut, in_place=True)
 
 
 # ---- geometry -----------------------------------------------------------------------------

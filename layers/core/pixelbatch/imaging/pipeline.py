@@ -118,8 +118,10 @@ def run_pipeline(
     luma = bool(plan) and plan[0].spec in _luma_specs()
     shrink = _leading_resize(plan)
     after_decode = plan[1:] if shrink is not None else plan
+    fmt = encode_params["format"]
     frame, icc = _decode(data, max_pixels=max_pixels, luma=luma, shrink=shrink,
-                         as_pixels=_starts_on_pixels(after_decode, encode_params["format"]))
+                         as_pixels=_starts_on_pixels(after_decode, fmt),
+                         bgr_backed=fmt == "jpeg" and _band_blind(after_decode))
     if shrink is not None:
         _check_size(frame, plan[0].name, max_pixels)
     for name, apply in _passes(after_decode):
@@ -135,6 +137,11 @@ def _starts_on_pixels(plan: list[_Step], fmt: str) -> bool:
         return fmt == "jpeg"
     spec = plan[0].spec
     return spec.tone is not None or spec.pixels is not None
+
+
+def _band_blind(plan: list[_Step]) -> bool:
+    """Whether every step treats the bands alike (tone steps: one table for every band)."""
+    return all(step.spec.tone is not None for step in plan)
 
 
 def _size(frame: Frame) -> tuple[int, int]:
@@ -321,19 +328,23 @@ def decode(
 
 
 def _decode(
-    data: bytes, *, max_pixels: int, luma: bool, shrink: Shrink | None, as_pixels: bool
+    data: bytes, *, max_pixels: int, luma: bool, shrink: Shrink | None, as_pixels: bool,
+    bgr_backed: bool,
 ) -> tuple[Frame, bytes | None]:
     """``decode``, or straight to an upright array when the pipeline starts on one and the
-    input is a JPEG that OpenCV reads exactly as Pillow does."""
+    input is a JPEG that OpenCV reads exactly as Pillow does (``bgr_backed``: see
+    ``filters.decode_jpeg``)."""
     im = _open(data, max_pixels)
-    pixels = _decode_pixels(im, data, luma=luma, shrink=shrink) if as_pixels else None
+    pixels = (_decode_pixels(im, data, luma=luma, shrink=shrink, bgr_backed=bgr_backed)
+              if as_pixels else None)
     if pixels is None:
         return _decode_opened(im, luma=luma, shrink=shrink)
     return pixels, _icc(im)
 
 
 def _decode_pixels(
-    im: Image.ImageFile.ImageFile, data: bytes, *, luma: bool, shrink: Shrink | None
+    im: Image.ImageFile.ImageFile, data: bytes, *, luma: bool, shrink: Shrink | None,
+    bgr_backed: bool,
 ) -> Pixels | None:
     """A plain, whole JPEG wanted at its own size, as L (``luma``) or RGB pixels; None for
     anything else. Whole: OpenCV reads a truncated JPEG as grey where Pillow rejects it, so
@@ -343,7 +354,7 @@ def _decode_pixels(
         return None
     if shrink is not None and shrink(_upright_size(im)) is not None:
         return None
-    pixels = filters.decode_jpeg(data, grey=luma)
+    pixels = filters.decode_jpeg(data, grey=luma, bgr_backed=bgr_backed)
     if pixels is None or pixels.shape[:2] != (im.height, im.width):
         return None
     return filters.upright(pixels, _orientation(im))
