@@ -269,7 +269,8 @@ def run(ctx: Context) -> Section:
     others = ctx.photos(plan.other_pipeline_images)
     for pipeline_id, steps in pipelines().items():
         if pipeline_id != batch_pipeline:
-            result = time_pipeline(others, steps, {}, 1, warm_up=not plan.quick)
+            result = time_pipeline(others, steps, {}, plan.other_pipeline_repeats,
+                                   warm_up=not plan.quick)
             results[pipeline_id] = result
             rows.append(_row(pipeline_id, f"{pipeline_id} (defaults)", result))
     ctx.pipeline_results = results
@@ -290,8 +291,9 @@ def run(ctx: Context) -> Section:
     body = "\n\n".join([
         table(headers, rows),
         f"Per photo, the pipeline, the reference and the floor run in turn, forward then "
-        f"backward ({plan.floor_repeats}x each for basic_clean, once each for the others, "
-        "after a warm-up run); the photo's ratio is the best time over the best floor time, "
+        f"backward ({plan.floor_repeats}x each for basic_clean, "
+        f"{plan.other_pipeline_repeats}x each for the others, after a warm-up run); the "
+        "photo's ratio is the best time over the best floor time, "
         "then median and p90 across photos (spread: "
         f"{Summary.of(ratios).spread_label} of the per-photo ratios). Before: the plain "
         "reference pipeline (`tests/support/reference_imaging.py`: each op its own "

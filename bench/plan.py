@@ -19,6 +19,7 @@ class Plan:
     warmup_images: int  # a first, unmeasured batch starts the worker environments
     floor_repeats: int  # per image, pipeline and floor alternately
     other_pipeline_images: int  # photos for each of the other catalog pipelines
+    other_pipeline_repeats: int  # per photo, as floor_repeats: best of these many runs
     breakdown_images: int  # photos for basic_clean's per-stage times
     zip_repeats: int
     clients: int  # concurrent create-batch clients
@@ -34,10 +35,12 @@ class Plan:
 
 FULL = Plan(
     quick=False, images=50, overhead_repeats=3, warmup_images=5, floor_repeats=2,
-    other_pipeline_images=6, breakdown_images=5, zip_repeats=5, clients=20, latency_rounds=3,
+    other_pipeline_images=6, other_pipeline_repeats=3, breakdown_images=5, zip_repeats=5,
+    clients=20, latency_rounds=3,
 )
 QUICK = Plan(
     quick=True, images=3, overhead_repeats=1, warmup_images=1, floor_repeats=1,
-    other_pipeline_images=1, breakdown_images=1, zip_repeats=2, clients=4, latency_rounds=1,
+    other_pipeline_images=1, other_pipeline_repeats=1, breakdown_images=1, zip_repeats=2,
+    clients=4, latency_rounds=1,
     latency_batch_size=3, coldstart_repeats=1, memory_images=1,
 )
