@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pixelbatch.imaging.heap import keep_freed_memory
+
 from bench import REPO
 from bench.context import Context
 from bench.plan import FULL, QUICK, SECTIONS
@@ -53,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     plan = (QUICK if args.quick else FULL).with_images(args.images)
     names = [name for name in SECTIONS if not args.only or name in args.only]
+    keep_freed_memory()  # pipelines run in this process as in the item worker, heap and all
     ctx = Context(plan)
     started = time.perf_counter()
     sections: list[Section] = []

@@ -31,7 +31,9 @@ SIZES = (1024, FULL_CORE_MB, 2048)
 WORKER = "ProcessItemFunction"
 _PEAK_PROBE = """
 import json, resource, sys
+from pixelbatch.imaging.heap import keep_freed_memory
 from pixelbatch.imaging.pipeline import run_pipeline
+keep_freed_memory()
 steps, inputs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 run_pipeline(open(sys.argv[3], "rb").read(), steps, inputs)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -5,10 +5,13 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixelbatch.container import build_container
+from pixelbatch.imaging.heap import keep_freed_memory
 from pixelbatch.models import ItemRef
 from pixelbatch.observability import logger, metrics, tracer
 from pixelbatch.steps import ItemEvent
 
+if not keep_freed_memory():
+    logger.warning("glibc refused the heap settings: each image faults in its buffers anew")
 container = build_container()
 
 
