@@ -49,6 +49,23 @@ def test_gaussian_blur_is_pillows(photo: Photo, name: str, mode: str, sigma: flo
 
 @pytest.mark.parametrize("name", PHOTOS)
 @pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("sigma", [2.0, 3.0])
+def test_a_wide_blur_at_half_resolution_is_pillows(
+    photo: Photo, name: str, mode: str, sigma: float
+) -> None:
+    im = photo(name).convert(mode)
+    ours = on_pixels(im, lambda px: filters.wide_blur(px, sigma))
+    assert mean_difference(ours, im.filter(ImageFilter.GaussianBlur(sigma))) < LIMIT
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (2, 5)])
+def test_a_wide_blur_keeps_the_size_of_the_smallest_images(size: tuple[int, int]) -> None:
+    pixels = np.full((size[1], size[0], 3), 200, dtype=np.uint8)
+    assert np.array_equal(filters.wide_blur(pixels, 2.0), pixels)
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+@pytest.mark.parametrize("mode", ["L", "RGB"])
 @pytest.mark.parametrize("percent", [60, 150])
 def test_unsharp_mask_is_pillows(photo: Photo, name: str, mode: str, percent: int) -> None:
     im = photo(name).convert(mode)
