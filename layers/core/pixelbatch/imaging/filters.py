@@ -230,7 +230,7 @@ def unsharp_mask(pixels: Pixels, sigma: float, correction: Sequence[int]) -> Pix
     """
     cv2 = _cv2()
     difference = cv2.addWeighted(pixels, 1.0, wide_blur(pixels, sigma), -1.0, MID)
-    added = apply_lut(difference, correction)
+    added = apply_lut(difference, correction, in_place=True)
     result: Pixels = cv2.addWeighted(pixels, 1.0, added, 1.0, -MID)
     return result
 
