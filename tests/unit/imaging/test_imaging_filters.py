@@ -58,6 +58,11 @@ def test_a_wide_blur_at_half_resolution_is_pillows(
     assert mean_difference(ours, im.filter(ImageFilter.GaussianBlur(sigma))) < LIMIT
 
 
+def test_a_narrow_blur_stays_at_full_resolution(photo: Photo) -> None:
+    pixels = np.asarray(photo("rocket.jpg"))
+    assert np.array_equal(filters.wide_blur(pixels, 0.8), filters.gaussian_blur(pixels, 0.8))
+
+
 @pytest.mark.parametrize("size", [(1, 1), (3, 2), (2, 5)])
 def test_a_wide_blur_keeps_the_size_of_the_smallest_images(size: tuple[int, int]) -> None:
     pixels = np.full((size[1], size[0], 3), 200, dtype=np.uint8)

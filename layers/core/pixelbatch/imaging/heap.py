@@ -2,10 +2,11 @@
 
 glibc serves a block above its mmap threshold (128 KB at first, raised as such blocks are freed)
 with a fresh mapping and unmaps it on free, and it returns the heap's free top to the kernel.
-Every image then faults in and zeroes its decoded pixels, libjpeg's coefficient arrays (24 MB
-for a 12 MP photo's luma when Huffman tables are optimised) and the encoded file again, page by
-page: about a quarter of basic_clean's time. Kept in the heap, they are reused instead. The heap
-then stays at its peak between images, which a Lambda function pays for anyway.
+Every image then faults in and zeroes its buffers again, page by page: libjpeg's coefficient
+arrays (24 MB for a 12 MP photo's luma when Huffman tables are optimised), the encoded file,
+a decoded grey photo or a 2560 px frame. Kept in the heap, they are reused instead: basic_clean
+takes about a quarter less time. The heap then stays at its peak between images, which a Lambda
+function pays for anyway.
 """
 
 from __future__ import annotations
